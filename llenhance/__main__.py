@@ -1,0 +1,3 @@
+from llenhance.cli import main
+
+main()

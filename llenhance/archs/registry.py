@@ -1,0 +1,123 @@
+"""Architecture registry: one builder per CLI name, with a descriptor the tiler and trainer read.
+
+Modelled on timm's ``register_model``/``create_model`` and spandrel's size requirements: a model
+is built from its name and a config dict, and the descriptor says what inputs it can take.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from llenhance.errors import UserError
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """What the rest of llenhance needs to know about an architecture, besides its weights."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+    multiple: int = 1
+    """Input height and width must be a multiple of this (the tiler pads, then crops back)."""
+    receptive_field: int = 64
+    """Pixels of context each output pixel depends on; the tile overlap should cover half of it."""
+    tileable: bool = True
+    """False when the output depends on the whole image in a way tiles cannot reproduce."""
+    context_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """When set, forward(x, context) wants ``context_fn`` of the whole image (N, 3, H, W), so the
+    tiles of one image share one global estimate (exposure, histogram) and agree with untiled."""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    multiple_fn: Callable[[dict[str, Any]], int] | None = None
+    """Computes ``multiple`` from a config where it depends on it (e.g. a U-Net's depth)."""
+
+    def build(self, **config: Any) -> nn.Module:
+        unknown = sorted(set(config) - set(self.defaults))
+        if unknown:
+            raise UserError(f"unknown config key(s) for {self.name}: {', '.join(unknown)}")
+        return self.builder(**{**self.defaults, **config})
+
+    def full_config(self, **config: Any) -> dict[str, Any]:
+        return {**self.defaults, **config}
+
+    def for_config(self, config: dict[str, Any]) -> ArchSpec:
+        """This spec with size requirements of the given config rather than the default one."""
+        if self.multiple_fn is None:
+            return self
+        return replace(self, multiple=self.multiple_fn(self.full_config(**config)))
+
+    def run(self, model: nn.Module, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """Call ``model`` on a batch, passing the whole-image context where the arch takes one."""
+        return model(x, context) if self.context_fn is not None else model(x)
+
+
+_REGISTRY: dict[str, ArchSpec] = {}
+
+
+def register_arch(
+    name: str,
+    *,
+    description: str,
+    multiple: int = 1,
+    receptive_field: int = 64,
+    tileable: bool = True,
+    context_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    multiple_fn: Callable[[dict[str, Any]], int] | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a builder whose keyword defaults are the architecture's default config."""
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        defaults = {
+            key: param.default
+            for key, param in inspect.signature(builder).parameters.items()
+            if param.default is not inspect.Parameter.empty
+        }
+        _REGISTRY[name] = ArchSpec(
+            name=name,
+            builder=builder,
+            description=description,
+            multiple=multiple,
+            receptive_field=receptive_field,
+            tileable=tileable,
+            context_fn=context_fn,
+            multiple_fn=multiple_fn,
+            defaults=defaults,
+        )
+        if multiple_fn is not None:
+            _REGISTRY[name] = _REGISTRY[name].for_config({})
+        return builder
+
+    return decorate
+
+
+def arch_names() -> list[str]:
+    """Registered architecture names, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_arch(name: str) -> ArchSpec:
+    """The spec for ``name``; an unknown name is a user error that suggests the closest one."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise UserError(
+            f"unknown model '{name}'{hint} (known: {', '.join(_REGISTRY)})"
+        ) from None
+
+
+def create_model(name: str, **config: Any) -> nn.Module:
+    """Build a freshly initialised model of architecture ``name``."""
+    return get_arch(name).build(**config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

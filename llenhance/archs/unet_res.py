@@ -1,0 +1,83 @@
+"""Residual U-Net (VLG denoiser write-up), with an optional global exposure context.
+
+Encoder-decoder with skip concatenations; every stage is a residual block of two 3x3 conv +
+BN/ReLU with a 1x1 projection shortcut; max-pool down, bilinear upsample up, sigmoid output.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llenhance.archs.blocks import FiLM, conv3x3
+from llenhance.archs.context import global_context
+from llenhance.archs.registry import register_arch
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv3x3(c_in, c_out, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            conv3x3(c_out, c_out, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, bias=False) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.shortcut(x), inplace=True)
+
+
+class ResUNet(nn.Module):
+    def __init__(self, width: int, depth: int, use_context: bool) -> None:
+        super().__init__()
+        widths = [width * 2**i for i in range(depth + 1)]
+        self.encoders = nn.ModuleList()
+        c_prev = 3
+        for c in widths:
+            self.encoders.append(ResidualBlock(c_prev, c))
+            c_prev = c
+        self.decoders = nn.ModuleList(
+            ResidualBlock(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(depth))
+        )
+        self.film = FiLM([widths[-1], *reversed(widths[:-1])]) if use_context else None
+        self.head = nn.Conv2d(widths[0], 3, 1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        modulation = None
+        if self.film is not None:
+            modulation = self.film(global_context(x) if context is None else context)
+        skips = []
+        h = x
+        for i, encoder in enumerate(self.encoders):
+            if i:
+                h = F.max_pool2d(h, 2)
+            h = encoder(h)
+            skips.append(h)
+        skips.pop()
+        if modulation is not None:
+            scale, shift = modulation[0]
+            h = h * scale + shift
+        for j, decoder in enumerate(self.decoders):
+            skip = skips.pop()
+            h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            h = decoder(torch.cat([h, skip], dim=1))
+            if modulation is not None:
+                scale, shift = modulation[j + 1]
+                h = h * scale + shift
+        return torch.sigmoid(self.head(h))
+
+
+@register_arch(
+    "unet-res",
+    description="residual U-Net (VLG write-up) with global exposure context",
+    multiple=16,
+    receptive_field=180,
+    context_fn=global_context,
+    multiple_fn=lambda config: 2 ** config["depth"],
+)
+def unet_res(width: int = 16, depth: int = 4, use_context: bool = True) -> nn.Module:
+    return ResUNet(width=width, depth=depth, use_context=use_context)

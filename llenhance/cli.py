@@ -1,0 +1,280 @@
+"""The ``llenhance`` command: a thin Typer shell over the library. No logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from llenhance import __version__
+from llenhance.errors import UserError
+from llenhance.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
+
+app = typer.Typer(
+    help="Turn dark, noisy photos into clean, well-lit ones.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+_state = {"debug": False, "quiet": False}
+
+EXIT_PARTIAL = 1
+EXIT_USER_ERROR = 2
+EXIT_UNEXPECTED = 3
+EXIT_INTERRUPTED = 130
+
+
+def _guarded(command):
+    """One clear line and a non-zero exit for errors; the traceback only with --debug."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from llenhance.render import err_console
+
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except UserError as exc:
+            if _state["debug"]:
+                raise
+            err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:  # noqa: BLE001 - last line of defence for the user
+            if _state["debug"]:
+                raise
+            err_console.print(
+                f"[red]error:[/] unexpected {type(exc).__name__}: {exc} "
+                "(run with --debug for the traceback)",
+                soft_wrap=True,
+            )
+            raise typer.Exit(EXIT_UNEXPECTED) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"llenhance {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    _state.update(debug=debug, quiet=quiet)
+
+
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+Tile = Annotated[int, typer.Option(help="Tile size in pixels; 0 runs the whole image at once.")]
+Overlap = Annotated[int, typer.Option("--tile-overlap", help="Overlap between tiles in pixels.")]
+
+
+@app.command()
+@_guarded
+def enhance(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, directories or glob patterns.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output file (one input) or directory.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Architecture with shipped weights.")] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Weights file, shipped name or hf:// id.")
+    ] = None,
+    device: Device = "auto",
+    tile: Tile = DEFAULT_TILE,
+    tile_overlap: Overlap = DEFAULT_OVERLAP,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="png, jpg, tif or webp for directory output.")
+    ] = None,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    force: Annotated[bool, typer.Option(help="Overwrite existing outputs.")] = False,
+) -> None:
+    """Enhance dark photos at full resolution."""
+    from llenhance.inference import enhance_files, load_enhancer, plan_jobs
+    from llenhance.render import RichBatchCallbacks, batch_summary, progress_bar
+
+    jobs = plan_jobs(inputs, output, fmt=fmt)
+    if len(jobs) == 1 and jobs[0].target.exists() and not force:
+        raise UserError(f"{jobs[0].target}: already exists (use --force to overwrite)")
+    enhancer = load_enhancer(model, weights, device=device, tile=tile, overlap=tile_overlap)
+    with progress_bar(quiet=_state["quiet"]) as progress:
+        report = enhance_files(
+            jobs,
+            enhancer,
+            force=force,
+            quality=quality,
+            callbacks=RichBatchCallbacks(progress, len(jobs)),
+        )
+    if len(jobs) == 1 and report.failed:
+        raise UserError(report.failed[0][1])
+    batch_summary(report)
+    if report.failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command("eval")
+@_guarded
+def evaluate(
+    pred: Annotated[Path | None, typer.Option(help="Folder of enhanced images.")] = None,
+    gt: Annotated[
+        Path | None, typer.Option(help="Folder of references (paired by file stem).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Enhance --data/low with this model.")] = None,
+    weights: Annotated[str | None, typer.Option(help="Weights file for --data runs.")] = None,
+    data: Annotated[Path | None, typer.Option(help="LOL-layout folder (low/, high/).")] = None,
+    save: Annotated[
+        Path | None, typer.Option(help="With --data: also save outputs as PNG here.")
+    ] = None,
+    gt_mean: Annotated[bool, typer.Option("--gt-mean", help="Add GT-mean scores.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write scores as JSON.")] = None,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="Write per-image scores as CSV.")
+    ] = None,
+    allow_missing: Annotated[
+        bool, typer.Option(help="Unpaired files do not fail the run.")
+    ] = False,
+    device: Device = "auto",
+    tile: Tile = DEFAULT_TILE,
+    tile_overlap: Overlap = DEFAULT_OVERLAP,
+) -> None:
+    """Score predictions against references (PSNR, SSIM, MAE, MSE), or a model on a LOL set."""
+    from llenhance.evaluation import evaluate_dirs, evaluate_enhancer
+    from llenhance.inference import load_enhancer
+    from llenhance.render import console, err_console, eval_table, problems_table, write_eval_files
+
+    if data is not None:
+        if pred is not None or gt is not None:
+            raise UserError("give either --data (with --model/--weights) or --pred and --gt")
+        enhancer = load_enhancer(model, weights, device=device, tile=tile, overlap=tile_overlap)
+        report = evaluate_enhancer(enhancer, data, gt_mean=gt_mean, save_dir=save)
+        title = f"{enhancer.info.arch} on {data}"
+    elif pred is not None and gt is not None:
+        report = evaluate_dirs(pred, gt, gt_mean=gt_mean)
+        title = f"{pred} vs {gt}"
+    else:
+        raise UserError("give --pred and --gt folders, or --data with --model/--weights")
+    console.print(eval_table(report, title))
+    write_eval_files(report, json_out, csv_out)
+    if report.problems:
+        err_console.print(problems_table(report.problems, "not scored"))
+        if not allow_missing:
+            raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+@_guarded
+def train(
+    data: Annotated[Path, typer.Option(help="LOL-layout training folder (low/, high/).")],
+    model: Annotated[str, typer.Option(help="Architecture to train.")] = "unet-res",
+    model_config: Annotated[
+        str | None, typer.Option(help="Architecture config as JSON, e.g. '{\"width\": 24}'.")
+    ] = None,
+    val: Annotated[Path | None, typer.Option(help="LOL-layout validation folder.")] = None,
+    val_split: Annotated[
+        float, typer.Option(help="Hold out this fraction of --data instead.")
+    ] = 0.0,
+    epochs: Annotated[int, typer.Option(min=1)] = 100,
+    batch_size: Annotated[int, typer.Option(min=1)] = 4,
+    patch: Annotated[int, typer.Option(min=8, help="Random crop size.")] = 256,
+    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    loss: Annotated[
+        str, typer.Option(help="l1, mse, charbonnier, ssim or sums: l1+0.2*ssim.")
+    ] = "l1+0.2*ssim",
+    schedule: Annotated[str, typer.Option(help="cosine (with warm-up) or plateau.")] = "cosine",
+    out: Annotated[
+        Path, typer.Option(help="Folder for best/last weights and the checkpoint.")
+    ] = Path("runs/train"),
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+    seed: int = 0,
+    device: Device = "auto",
+    workers: Annotated[int, typer.Option(min=0, help="Data loader processes.")] = 0,
+    patience: Annotated[
+        int, typer.Option(min=0, help="Stop after N validations without gain; 0 = never.")
+    ] = 0,
+    val_every: Annotated[int, typer.Option(min=1, help="Validate every N epochs.")] = 1,
+) -> None:
+    """Train a model on low/normal-light pairs (LOL layout)."""
+    from llenhance.render import RichTrainReporter, console
+    from llenhance.training import TrainConfig, TrainingInterrupted
+    from llenhance.training import train as run_training
+
+    try:
+        config_dict = json.loads(model_config) if model_config else {}
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--model-config is not valid JSON ({exc})") from None
+    if not isinstance(config_dict, dict):
+        raise UserError("--model-config must be a JSON object")
+    config = TrainConfig(
+        data=str(data),
+        model=model,
+        model_config=config_dict,
+        val=str(val) if val else None,
+        val_split=val_split,
+        epochs=epochs,
+        batch_size=batch_size,
+        patch=patch,
+        lr=lr,
+        loss=loss,
+        schedule=schedule,
+        out=str(out),
+        seed=seed,
+        device=device,
+        workers=workers,
+        patience=patience,
+        val_every=val_every,
+        command="llenhance " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    try:
+        result = run_training(config, RichTrainReporter(quiet=_state["quiet"]), resume=resume)
+    except TrainingInterrupted as exc:
+        console.print(f"[yellow]{exc}[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    console.print(f"best weights: {result.best_path or '-'}; last weights: {result.last_path}")
+
+
+@app.command()
+@_guarded
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List architectures, their size and their shipped weights' validation metrics."""
+    from dataclasses import asdict
+
+    from llenhance.catalog import list_models
+    from llenhance.render import console
+
+    entries = list_models()
+    if as_json:
+        typer.echo(json.dumps([asdict(e) for e in entries], indent=2))
+        return
+    table = Table(title="llenhance models (metrics: shipped weights on their validation set)")
+    for name in ("model", "params", "val PSNR", "val SSIM", "val MAE", "description"):
+        table.add_column(name, justify="left" if name in ("model", "description") else "right")
+    for e in entries:
+        m = e.metrics
+        table.add_row(
+            e.name,
+            f"{e.parameters / 1e6:.2f} M",
+            *(str(m.get(k, "-")) for k in ("val_psnr", "val_ssim", "val_mae")),
+            e.description if e.weights else f"{e.description} [dim](no shipped weights)[/]",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    app()

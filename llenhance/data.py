@@ -1,0 +1,195 @@
+"""Training data: LOL-layout pairs (``low/`` and ``high/``, a pair shares a file name), held in
+memory as 8-bit, served as random aligned crops with flips and 90-degree rotations.
+
+Every crop is a pure function of (seed, epoch, index), so a resumed run sees the same batches
+an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from llenhance.errors import UserError
+from llenhance.images import IMAGE_EXTENSIONS, read_rgb, to_uint8
+
+
+@dataclass(frozen=True)
+class Pair:
+    name: str
+    low: Path
+    high: Path
+
+
+def _images_by_stem(folder: Path) -> dict[str, Path]:
+    return {
+        p.stem: p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    }
+
+
+def find_pairs(root: str | Path) -> list[Pair]:
+    """Pairs of ``root/low`` and ``root/high`` matched by file stem; unmatched files are errors."""
+    root = Path(root)
+    missing = [sub for sub in ("low", "high") if not (root / sub).is_dir()]
+    if missing:
+        raise UserError(
+            f"{root}: not a LOL-layout folder (missing {' and '.join(s + '/' for s in missing)}; "
+            "expected low/ and high/ with matching file names)"
+        )
+    lows, highs = _images_by_stem(root / "low"), _images_by_stem(root / "high")
+    only_low = sorted(set(lows) - set(highs))
+    only_high = sorted(set(highs) - set(lows))
+    if only_low or only_high:
+        parts = []
+        if only_low:
+            parts.append(f"{len(only_low)} in low/ without a partner ({', '.join(only_low[:5])})")
+        if only_high:
+            parts.append(
+                f"{len(only_high)} in high/ without a partner ({', '.join(only_high[:5])})"
+            )
+        raise UserError(f"{root}: unpaired images: {'; '.join(parts)}")
+    if not lows:
+        raise UserError(f"{root}: no images in low/ and high/")
+    return [Pair(stem, lows[stem], highs[stem]) for stem in sorted(lows)]
+
+
+def split_pairs(pairs: Sequence[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """Hold out ``fraction`` of the pairs (by file) for validation, reproducibly."""
+    if not 0.0 < fraction < 1.0:
+        raise UserError(f"--val-split {fraction}: expected a fraction between 0 and 1")
+    order = list(pairs)
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(len(order) * fraction))
+    if n_val >= len(order):
+        raise UserError(f"--val-split {fraction} leaves no training pairs out of {len(order)}")
+    return sorted(order[n_val:], key=lambda p: p.name), sorted(order[:n_val], key=lambda p: p.name)
+
+
+def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """Both images as float32 RGB; a size mismatch is an error naming the pair."""
+    low, high = read_rgb(pair.low), read_rgb(pair.high)
+    if low.shape != high.shape:
+        raise UserError(
+            f"{pair.low}: size {low.shape[1]}x{low.shape[0]} differs from its reference "
+            f"{pair.high} ({high.shape[1]}x{high.shape[0]})"
+        )
+    return low, high
+
+
+def augment(arrays: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random flip and 90-degree rotation applied to every array (HWC)."""
+    k = int(rng.integers(4))
+    flip = bool(rng.integers(2))
+    out = []
+    for a in arrays:
+        a = np.rot90(a, k)
+        if flip:
+            a = a[:, ::-1]
+        out.append(np.ascontiguousarray(a))
+    return out
+
+
+class PairDataset(Dataset):
+    """Aligned random crops of in-memory pairs; ``set_epoch`` changes the crops reproducibly.
+
+    All pairs are read when the dataset is built, so a missing or unreadable file stops training
+    before it starts.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        patch: int,
+        context_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        seed: int = 0,
+        augment: bool = True,
+    ) -> None:
+        self.names = [p.name for p in pairs]
+        self.lows: list[np.ndarray] = []
+        self.highs: list[np.ndarray] = []
+        self.contexts: list[torch.Tensor | None] = []
+        for pair in pairs:
+            low, high = load_pair(pair)
+            self.lows.append(to_uint8(low))
+            self.highs.append(to_uint8(high))
+            self.contexts.append(
+                None
+                if context_fn is None
+                else context_fn(torch.from_numpy(low).permute(2, 0, 1)[None])[0]
+            )
+        self.patch = patch
+        self.seed = seed
+        self.augment = augment
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lows)
+
+    def _crop(self, low: np.ndarray, high: np.ndarray, rng: np.random.Generator):
+        p = self.patch
+        h, w = low.shape[:2]
+        if h < p or w < p:
+            pad = ((0, max(0, p - h)), (0, max(0, p - w)), (0, 0))
+            low, high = np.pad(low, pad, mode="edge"), np.pad(high, pad, mode="edge")
+            h, w = low.shape[:2]
+        y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+        return low[y : y + p, x : x + p], high[y : y + p, x : x + p]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        low, high = self._crop(self.lows[index], self.highs[index], rng)
+        if self.augment:
+            low, high = augment([low, high], rng)
+        item = {
+            "low": torch.from_numpy(low).permute(2, 0, 1).float().div_(255.0),
+            "high": torch.from_numpy(high).permute(2, 0, 1).float().div_(255.0),
+        }
+        if self.contexts[index] is not None:
+            item["context"] = self.contexts[index]
+        return item
+
+    def float_pairs(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """All pairs as float32 arrays (for models that fit a preprocessor before training)."""
+        lows = [a.astype(np.float32) / 255.0 for a in self.lows]
+        highs = [a.astype(np.float32) / 255.0 for a in self.highs]
+        return lows, highs
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation that depends only on (seed, epoch), optionally skipping the first indices
+    already consumed before an interruption, and sharded across data-parallel ranks."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.size = size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch = epoch
+        self.skip = skip
+
+    def _order(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        usable = len(order) // self.world_size * self.world_size
+        return order[self.rank : usable : self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._order()[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, self.size // self.world_size - self.skip)

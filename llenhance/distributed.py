@@ -1,0 +1,77 @@
+"""Data-parallel training under ``torchrun``: gloo on CPU, NCCL on CUDA.
+
+Outside torchrun everything here is a no-op, so the training loop has one code path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+
+from llenhance.data import EpochSampler
+from llenhance.devices import resolve_device
+
+
+@dataclass
+class DistributedContext:
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, device_name: str = "auto") -> DistributedContext:
+        """Join the process group torchrun describes in the environment, if any."""
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size <= 1:
+            return cls(device=resolve_device(device_name))
+        rank = int(os.environ["RANK"])
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        device = resolve_device(device_name)
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not torch_dist.is_initialized():
+            torch_dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        return cls(device=device, rank=rank, world_size=world_size)
+
+    def sampler(self, size: int, seed: int) -> EpochSampler:
+        return EpochSampler(size, seed, rank=self.rank, world_size=self.world_size)
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """DistributedDataParallel with synchronised BatchNorm when distributed, else ``model``."""
+        if not self.enabled:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def mean(self, value: torch.Tensor) -> float:
+        """The mean of a scalar over all ranks."""
+        if self.enabled:
+            value = value.clone()
+            torch_dist.all_reduce(value, op=torch_dist.ReduceOp.SUM)
+            value /= self.world_size
+        return float(value)
+
+    def broadcast_float(self, value: float) -> float:
+        """Rank 0's value on every rank (decisions such as early stopping must agree)."""
+        if not self.enabled:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        torch_dist.broadcast(tensor, src=0)
+        return float(tensor.item())
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch_dist.barrier()

@@ -1,0 +1,130 @@
+"""Score predictions against references: folder against folder, or a model on a LOL-layout set.
+
+Predictions are measured as the 8-bit images a user would save, which is how published numbers
+on LOL are computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from llenhance.data import Pair, _images_by_stem, find_pairs, load_pair
+from llenhance.errors import UserError
+from llenhance.images import read_rgb, to_uint8, write_image
+from llenhance.metrics import METRIC_NAMES, Scores, match_gt_mean, score
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    name: str
+    scores: Scores
+    gt_mean: Scores | None = None
+
+
+@dataclass
+class EvalReport:
+    """Per-image scores, their means, and the files that could not be scored."""
+
+    results: list[ImageResult] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def mean(self, gt_mean: bool = False) -> Scores | None:
+        rows = [r.gt_mean if gt_mean else r.scores for r in self.results]
+        rows = [r for r in rows if r is not None]
+        if not rows:
+            return None
+        return Scores(**{m: float(np.mean([getattr(r, m) for r in rows])) for m in METRIC_NAMES})
+
+    def as_rows(self) -> list[dict[str, object]]:
+        """One flat dict per image (for JSON and CSV)."""
+        rows = []
+        for r in self.results:
+            row: dict[str, object] = {"image": r.name, **r.scores.as_dict()}
+            if r.gt_mean is not None:
+                row.update({f"{k}_gt_mean": v for k, v in r.gt_mean.as_dict().items()})
+            rows.append(row)
+        return rows
+
+
+def quantize(image: np.ndarray) -> np.ndarray:
+    """The float image a saved 8-bit file would give back."""
+    return to_uint8(image).astype(np.float32) / 255.0
+
+
+def score_image(name: str, pred: np.ndarray, ref: np.ndarray, gt_mean: bool) -> ImageResult:
+    pred = quantize(pred)
+    return ImageResult(
+        name=name,
+        scores=score(pred, ref),
+        gt_mean=score(quantize(match_gt_mean(pred, ref)), ref) if gt_mean else None,
+    )
+
+
+def evaluate_dirs(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    *,
+    gt_mean: bool = False,
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Pair files of two folders by stem (any image extension) and score each pair."""
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    for folder in (pred_dir, gt_dir):
+        if not folder.is_dir():
+            raise UserError(f"{folder}: not a directory")
+    preds, gts = _images_by_stem(pred_dir), _images_by_stem(gt_dir)
+    if not preds:
+        raise UserError(f"{pred_dir}: no images found")
+    report = EvalReport()
+    report.problems += [
+        f"{preds[s].name}: no reference in {gt_dir}" for s in sorted(set(preds) - set(gts))
+    ]
+    report.problems += [
+        f"{gts[s].name}: no prediction in {pred_dir}" for s in sorted(set(gts) - set(preds))
+    ]
+    for stem in sorted(set(preds) & set(gts)):
+        pred, ref = read_rgb(preds[stem]), read_rgb(gts[stem])
+        if pred.shape != ref.shape:
+            report.problems.append(
+                f"{preds[stem].name}: size {pred.shape[1]}x{pred.shape[0]} differs from reference "
+                f"{ref.shape[1]}x{ref.shape[0]}"
+            )
+        else:
+            report.results.append(score_image(stem, pred, ref, gt_mean))
+        if progress is not None:
+            progress(stem)
+    return report
+
+
+def evaluate_enhancer(
+    enhance: Callable[[np.ndarray], np.ndarray],
+    data: str | Path | Sequence[Pair],
+    *,
+    gt_mean: bool = False,
+    save_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Enhance every ``low`` image of a LOL-layout set in memory and score it against ``high``.
+
+    With ``save_dir`` the predictions are also written there as lossless PNG.
+    """
+    pairs = find_pairs(data) if isinstance(data, (str, Path)) else list(data)
+    if save_dir is not None:
+        save_dir = Path(save_dir)
+        save_dir.mkdir(parents=True, exist_ok=True)
+    report = EvalReport()
+    for pair in pairs:
+        low, high = load_pair(pair)
+        pred = enhance(low)
+        report.results.append(score_image(pair.name, pred, high, gt_mean))
+        if save_dir is not None:
+            write_image(save_dir / f"{pair.name}.png", pred)
+        if progress is not None:
+            progress(pair.name)
+    return report

@@ -1,0 +1,238 @@
+"""Enhance arrays and files with a loaded model: the library behind ``llenhance enhance``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from llenhance.archs import ArchSpec, get_arch
+from llenhance.devices import place_model, resolve_device
+from llenhance.errors import UserError
+from llenhance.images import IMAGE_EXTENSIONS, ImageInfo, list_images, read_image, write_image
+from llenhance.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, TileProgress, count_tiles, enhance_array
+from llenhance.weights import WeightsInfo, load_model
+
+DEFAULT_MODEL = "unet-res"
+FORMATS = {
+    "png": ".png",
+    "jpg": ".jpg",
+    "jpeg": ".jpg",
+    "tif": ".tif",
+    "tiff": ".tif",
+    "webp": ".webp",
+}
+
+
+@dataclass
+class Enhancer:
+    """A model ready to enhance whole images of any size (tiled, padded, on its device)."""
+
+    model: nn.Module
+    spec: ArchSpec
+    info: WeightsInfo
+    tile: int = DEFAULT_TILE
+    overlap: int = DEFAULT_OVERLAP
+    amp: bool = False
+    batch_tiles: int = 1
+
+    def __call__(self, image: np.ndarray, progress: TileProgress | None = None) -> np.ndarray:
+        return enhance_array(
+            self.model,
+            image,
+            self.spec,
+            tile=self.tile,
+            overlap=self.overlap,
+            batch_tiles=self.batch_tiles,
+            amp=self.amp,
+            progress=progress,
+        )
+
+    def tiles_for(self, height: int, width: int) -> int:
+        return count_tiles(height, width, self.spec, self.tile, self.overlap)
+
+
+def load_enhancer(
+    model: str | None = None,
+    weights: str | Path | None = None,
+    *,
+    device: str = "auto",
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    amp: bool = True,
+    batch_tiles: int | None = None,
+    offline: bool | None = None,
+) -> Enhancer:
+    """Load ``weights`` (a path, shipped name or hf:// reference), or the shipped weights of
+    ``model``; AMP and tile batching apply on CUDA only."""
+    if model is not None and "/" not in model:
+        get_arch(model)  # an unknown name fails here, with the closest known one suggested
+    torch_device = resolve_device(device)
+    net, info = load_model(weights or model or DEFAULT_MODEL, device=torch_device, offline=offline)
+    if model is not None and weights is not None and info.arch != model:
+        raise UserError(f"{weights}: weights are for '{info.arch}', not --model {model}")
+    net = place_model(net, torch_device)
+    on_cuda = torch_device.type == "cuda"
+    return Enhancer(
+        model=net,
+        spec=get_arch(info.arch).for_config(info.config),
+        info=info,
+        tile=tile,
+        overlap=overlap,
+        amp=amp and on_cuda,
+        batch_tiles=batch_tiles or (4 if on_cuda else 1),
+    )
+
+
+def enhance_image(image: np.ndarray, model: str = DEFAULT_MODEL, **options) -> np.ndarray:
+    """One-call enhancement of an HxWx3 float32 array in [0, 1] (loads the model each call:
+    use :func:`load_enhancer` for many images)."""
+    return load_enhancer(model, **options)(image)
+
+
+@dataclass
+class Job:
+    source: Path
+    target: Path
+
+
+@dataclass
+class BatchReport:
+    done: list[Job] = field(default_factory=list)
+    skipped: list[Job] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    megapixels: float = 0.0
+
+
+def plan_jobs(
+    inputs: Sequence[str | Path],
+    output: str | Path | None,
+    *,
+    fmt: str | None = None,
+    suffix: str = "_enhanced",
+) -> list[Job]:
+    """Map inputs to outputs: one input and an output with an image extension is a file;
+    otherwise the output is a directory (made if needed). Without ``-o``, results go beside
+    the inputs with ``suffix`` added to the name."""
+    sources = list_images(inputs)
+    if fmt is not None and fmt.lower() not in FORMATS:
+        raise UserError(f"--format {fmt}: expected one of {', '.join(sorted(set(FORMATS)))}")
+    ext = FORMATS[fmt.lower()] if fmt else None
+    if output is not None:
+        out = Path(output)
+        single = len(sources) == 1 and out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir()
+        if single:
+            jobs = [Job(sources[0], out)]
+        else:
+            if out.suffix.lower() in IMAGE_EXTENSIONS and not out.exists():
+                raise UserError(
+                    f"-o {out}: {len(sources)} inputs need an output directory, not a file"
+                )
+            if out.exists() and not out.is_dir():
+                raise UserError(f"-o {out}: exists and is not a directory")
+            if not out.parent.is_dir():
+                raise UserError(f"-o {out}: parent directory {out.parent} does not exist")
+            out.mkdir(exist_ok=True)
+            jobs = [Job(s, out / f"{s.stem}{ext or s.suffix}") for s in sources]
+    else:
+        jobs = [Job(s, s.with_name(f"{s.stem}{suffix}{ext or s.suffix}")) for s in sources]
+    seen: dict[Path, Path] = {}
+    inputs_resolved = {s.resolve() for s in sources}
+    for job in jobs:
+        target = job.target.resolve()
+        if target in inputs_resolved:
+            raise UserError(f"{job.target}: output would overwrite an input")
+        if target in seen:
+            raise UserError(
+                f"{job.source} and {seen[target]} would both be written to {job.target}"
+            )
+        seen[target] = job.source
+    return jobs
+
+
+class BatchCallbacks:
+    """Progress hooks for :func:`enhance_files`; the CLI draws rich bars with them."""
+
+    def image_start(self, job: Job, tiles: int) -> None: ...
+    def tile_done(self, done: int, total: int, megapixels: float) -> None: ...
+    def image_end(self, job: Job, status: str, megapixels: float) -> None: ...
+
+
+def enhance_files(
+    jobs: Iterable[Job],
+    enhancer: Enhancer,
+    *,
+    force: bool = False,
+    quality: int = 95,
+    subsampling: str | None = None,
+    callbacks: BatchCallbacks | None = None,
+    after_each: Callable[[Job, np.ndarray], None] | None = None,
+) -> BatchReport:
+    """Enhance each job's source into its target, going on past failures.
+
+    The next image is decoded and the previous one encoded on background threads while the
+    model computes. An existing target is skipped unless ``force``; outputs are written to a
+    temporary name and renamed, so an interrupted batch resumes cleanly.
+    """
+    callbacks = callbacks or BatchCallbacks()
+    report = BatchReport()
+    started = time.perf_counter()
+    todo: list[Job] = []
+    for job in jobs:
+        if job.target.exists() and not force:
+            report.skipped.append(job)
+            callbacks.image_end(job, "skipped", 0.0)
+        else:
+            todo.append(job)
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+        pending_reads: list[Future] = [reader.submit(read_image, j.source) for j in todo[:1]]
+        writes: list[tuple[Job, float, Future]] = []
+        for index, job in enumerate(todo):
+            future = pending_reads.pop(0)
+            if index + 1 < len(todo):
+                pending_reads.append(reader.submit(read_image, todo[index + 1].source))
+            try:
+                rgb, info = future.result()
+            except UserError as exc:
+                report.failed.append((job.source, str(exc)))
+                callbacks.image_end(job, "failed", 0.0)
+                continue
+            mp = rgb.shape[0] * rgb.shape[1] / 1e6
+            callbacks.image_start(job, enhancer.tiles_for(*rgb.shape[:2]))
+            result = enhancer(rgb, progress=lambda d, t, mp=mp: callbacks.tile_done(d, t, mp))
+            if after_each is not None:
+                after_each(job, result)
+            writes.append(
+                (job, mp, writer.submit(_write, job.target, result, info, quality, subsampling))
+            )
+            del rgb
+            _collect(writes, report, callbacks, block=False)
+        _collect(writes, report, callbacks, block=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write(
+    target: Path, rgb: np.ndarray, info: ImageInfo, quality: int, subsampling: str | None
+) -> None:
+    write_image(target, rgb, info, quality=quality, subsampling=subsampling)
+
+
+def _collect(writes: list, report: BatchReport, callbacks: BatchCallbacks, block: bool) -> None:
+    while writes and (block or writes[0][2].done()):
+        job, mp, future = writes.pop(0)
+        try:
+            future.result()
+        except UserError as exc:
+            report.failed.append((job.source, str(exc)))
+            callbacks.image_end(job, "failed", 0.0)
+            continue
+        report.done.append(job)
+        report.megapixels += mp
+        callbacks.image_end(job, "done", mp)

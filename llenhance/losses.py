@@ -1,0 +1,85 @@
+"""Training losses, selectable by name and summable: ``l1``, ``mse``, ``charbonnier``, ``ssim``,
+and weighted sums such as ``l1+ssim`` or ``l1+0.2*ssim``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from llenhance.errors import UserError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.l1_loss(pred, target)
+
+
+def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(pred, target)
+
+
+def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Smooth L1 of MIRNet and friends: sqrt((x - y)^2 + eps^2)."""
+    return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
+
+
+def _gaussian_window(channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    coords = torch.arange(11, device=device, dtype=dtype) - 5
+    g = torch.exp(-(coords**2) / (2 * 1.5**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, 11, 11).contiguous()
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - SSIM with the same 11x11, sigma 1.5 Gaussian window as the evaluation metric."""
+    c = pred.shape[1]
+    window = _gaussian_window(c, pred.device, pred.dtype)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, window, groups=c)
+
+    mu_p, mu_t = blur(pred), blur(target)
+    var_p = blur(pred * pred) - mu_p**2
+    var_t = blur(target * target) - mu_t**2
+    cov = blur(pred * target) - mu_p * mu_t
+    c1, c2 = 0.01**2, 0.03**2
+    ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / (
+        (mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2)
+    )
+    return 1.0 - ssim_map.mean()
+
+
+LOSSES: dict[str, LossFn] = {
+    "l1": l1_loss,
+    "mse": mse_loss,
+    "charbonnier": charbonnier_loss,
+    "ssim": ssim_loss,
+}
+
+
+def parse_loss(spec: str) -> list[tuple[float, str]]:
+    """``"l1+0.2*ssim"`` -> [(1.0, "l1"), (0.2, "ssim")]; unknown names are a user error."""
+    terms = []
+    for part in spec.replace(" ", "").split("+"):
+        weight_text, _, name = part.rpartition("*")
+        if name not in LOSSES:
+            raise UserError(f"unknown loss '{name}' in '{spec}' (known: {', '.join(LOSSES)})")
+        try:
+            weight = float(weight_text) if weight_text else 1.0
+        except ValueError:
+            raise UserError(f"bad loss weight '{weight_text}' in '{spec}'") from None
+        terms.append((weight, name))
+    return terms
+
+
+def build_loss(spec: str) -> LossFn:
+    """A callable summing the weighted terms named in ``spec``."""
+    terms = parse_loss(spec)
+
+    def total(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum(weight * LOSSES[name](pred, target) for weight, name in terms)
+
+    return total

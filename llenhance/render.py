@@ -1,0 +1,213 @@
+"""Rich presentation of library results: tables, progress bars and the training log.
+
+Kept apart from the CLI so the commands stay a few lines each, and apart from the library so a
+Python user never imports rich output by accident.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from llenhance.atomic import atomic_path
+from llenhance.evaluation import EvalReport
+from llenhance.inference import BatchCallbacks, BatchReport, Job
+from llenhance.metrics import Scores
+from llenhance.training import EpochRecord, TrainConfig, TrainReporter
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _fmt(scores: Scores) -> list[str]:
+    return [f"{scores.psnr:.2f}", f"{scores.ssim:.4f}", f"{scores.mae:.4f}", f"{scores.mse:.5f}"]
+
+
+def eval_table(report: EvalReport, title: str, per_image: bool = True) -> Table:
+    """Per-image rows, then the mean; GT-mean columns when they were computed."""
+    with_gt_mean = any(r.gt_mean is not None for r in report.results)
+    table = Table(title=title, show_footer=False)
+    table.add_column("image")
+    for name in ("PSNR", "SSIM", "MAE", "MSE"):
+        table.add_column(name, justify="right")
+    if with_gt_mean:
+        table.add_column("PSNR GT-mean", justify="right")
+        table.add_column("SSIM GT-mean", justify="right")
+    if per_image:
+        for r in report.results:
+            extra = [f"{r.gt_mean.psnr:.2f}", f"{r.gt_mean.ssim:.4f}"] if r.gt_mean else []
+            table.add_row(r.name, *_fmt(r.scores), *extra)
+        table.add_section()
+    mean = report.mean()
+    if mean is not None:
+        gt = report.mean(gt_mean=True)
+        extra = [f"{gt.psnr:.2f}", f"{gt.ssim:.4f}"] if with_gt_mean and gt else []
+        table.add_row(f"[bold]mean of {len(report.results)}[/]", *_fmt(mean), *extra, style="bold")
+    return table
+
+
+def write_eval_files(report: EvalReport, json_path: Path | None, csv_path: Path | None) -> None:
+    """The same numbers as the table, for machines."""
+    rows = report.as_rows()
+    if json_path is not None:
+        mean = report.mean()
+        gt = report.mean(gt_mean=True)
+        payload = {
+            "images": rows,
+            "mean": mean.as_dict() if mean else None,
+            "mean_gt_mean": gt.as_dict() if gt and any(r.gt_mean for r in report.results) else None,
+            "problems": report.problems,
+        }
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(payload, indent=2))
+    if csv_path is not None and rows:
+        with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def progress_bar(**columns) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+        disable=columns.get("quiet", False),
+    )
+
+
+class RichBatchCallbacks(BatchCallbacks):
+    """An images bar, plus a tiles bar showing megapixels per second for the current image."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress = progress
+        self.images: TaskID = progress.add_task("images", total=total, rate="")
+        self.tiles: TaskID | None = None
+        self.started = time.perf_counter()
+        self.image_started = self.started
+        self.megapixels = 0.0
+
+    def image_start(self, job: Job, tiles: int) -> None:
+        if self.tiles is not None:
+            self.progress.remove_task(self.tiles)
+        self.image_started = time.perf_counter()
+        self.tiles = self.progress.add_task(f"  {job.source.name}", total=tiles, rate="")
+
+    def tile_done(self, done: int, total: int, megapixels: float) -> None:
+        if self.tiles is None:
+            return
+        elapsed = time.perf_counter() - self.image_started
+        rate = f"{megapixels * done / total / elapsed:.2f} MP/s" if elapsed > 0 else ""
+        self.progress.update(self.tiles, completed=done, rate=rate)
+
+    def image_end(self, job: Job, status: str, megapixels: float) -> None:
+        self.megapixels += megapixels
+        elapsed = time.perf_counter() - self.started
+        rate = f"{self.megapixels / elapsed:.2f} MP/s" if elapsed > 0 and self.megapixels else ""
+        self.progress.update(self.images, advance=1, rate=rate)
+
+
+def batch_summary(report: BatchReport) -> None:
+    rate = report.megapixels / report.seconds if report.seconds > 0 else 0.0
+    console.print(
+        f"enhanced {len(report.done)}, skipped {len(report.skipped)} (already exist; --force "
+        f"redoes them), failed {len(report.failed)} in {report.seconds:.1f} s ({rate:.2f} MP/s)"
+    )
+    if report.failed:
+        err_console.print(
+            problems_table([problem for _, problem in report.failed], "failed images")
+        )
+
+
+def problems_table(problems: Sequence[str], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("problem")
+    for p in problems:
+        table.add_row(p)
+    return table
+
+
+class RichTrainReporter(TrainReporter):
+    """A progress bar per epoch and one table row per epoch with loss and validation metrics."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+        self.losses: list[float] = []
+
+    def start(self, config: TrainConfig, n_train: int, n_val: int, params: int) -> None:
+        console.print(
+            f"training [bold]{config.model}[/] ({params / 1e6:.2f} M parameters) "
+            f"on {n_train} pairs, "
+            f"validating on {n_val}; {config.epochs} epochs, batch {config.batch_size}, patch "
+            f"{config.patch}, loss {config.loss}, out {config.out}"
+        )
+
+    def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
+        self.losses = []
+        self.progress = progress_bar(quiet=self.quiet)
+        self.progress.start()
+        self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=batches, rate="")
+
+    def batch_end(self, loss: float) -> None:
+        self.losses.append(loss)
+        if self.progress is not None and self.task is not None:
+            mean = sum(self.losses[-20:]) / len(self.losses[-20:])
+            self.progress.update(self.task, advance=1, rate=f"loss {mean:.4f}")
+
+    def epoch_end(self, record: EpochRecord) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        table = Table(
+            show_header=record.epoch == 1 or self.quiet is False and record.epoch % 20 == 1
+        )
+        for name, width in (
+            ("epoch", 6),
+            ("loss", 8),
+            ("lr", 9),
+            ("val PSNR", 9),
+            ("val SSIM", 9),
+            ("val MAE", 8),
+            ("time", 8),
+            ("", 5),
+        ):
+            table.add_column(name, justify="right", width=width)
+
+        def opt(value: float | None, fmt: str) -> str:
+            return "-" if value is None else format(value, fmt)
+
+        table.add_row(
+            str(record.epoch),
+            f"{record.train_loss:.4f}",
+            f"{record.lr:.2e}",
+            opt(record.val_psnr, ".2f"),
+            opt(record.val_ssim, ".4f"),
+            opt(record.val_mae, ".4f"),
+            f"{record.seconds:.0f} s",
+            "best" if record.best else "",
+        )
+        console.print(table)
+
+    def note(self, text: str) -> None:
+        err_console.print(f"[yellow]{text}[/]")

@@ -1,0 +1,160 @@
+"""Self-describing weights: safetensors tensors plus metadata naming the architecture, its config,
+the training data and command, and the measured metrics. Never pickle.
+
+Names resolve in this order: an existing path, a file shipped in ``weights/``, a Hugging Face Hub
+reference (``hf://owner/repo/file.safetensors``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from llenhance import __version__
+from llenhance.archs import create_model, get_arch
+from llenhance.atomic import atomic_path
+from llenhance.errors import UserError
+
+SHIPPED_DIR = Path(
+    os.environ.get("LLENHANCE_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights")
+)
+_PREFIX = "llenhance."
+
+
+@dataclass
+class WeightsInfo:
+    """The metadata stored beside the tensors."""
+
+    arch: str
+    config: dict[str, Any]
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    version: str = __version__
+    source: str = ""
+
+    def to_metadata(self) -> dict[str, str]:
+        return {
+            f"{_PREFIX}arch": self.arch,
+            f"{_PREFIX}config": json.dumps(self.config, sort_keys=True),
+            f"{_PREFIX}training": json.dumps(self.training, sort_keys=True),
+            f"{_PREFIX}metrics": json.dumps(self.metrics, sort_keys=True),
+            f"{_PREFIX}version": self.version,
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str] | None, source: str) -> WeightsInfo:
+        metadata = metadata or {}
+        if f"{_PREFIX}arch" not in metadata:
+            raise UserError(f"{source}: not llenhance weights (no '{_PREFIX}arch' in its metadata)")
+        try:
+            return cls(
+                arch=metadata[f"{_PREFIX}arch"],
+                config=json.loads(metadata.get(f"{_PREFIX}config", "{}")),
+                training=json.loads(metadata.get(f"{_PREFIX}training", "{}")),
+                metrics=json.loads(metadata.get(f"{_PREFIX}metrics", "{}")),
+                version=metadata.get(f"{_PREFIX}version", "unknown"),
+                source=source,
+            )
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{source}: corrupt metadata ({exc})") from None
+
+
+def save_weights(path: str | Path, model: nn.Module, info: WeightsInfo) -> Path:
+    """Write ``model``'s state dict and ``info`` to ``path`` atomically."""
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=info.to_metadata())
+    return path
+
+
+def read_info(path: str | Path) -> WeightsInfo:
+    """Only the metadata of a weights file (cheap: tensors are not read)."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a valid safetensors file ({_first_line(exc)})") from None
+    return WeightsInfo.from_metadata(metadata, str(path))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def resolve_weights(name_or_path: str | Path, offline: bool | None = None) -> Path:
+    """A local file for ``name_or_path``: a path, a shipped name, or a Hub reference."""
+    text = str(name_or_path)
+    if text.startswith("hf://"):
+        from llenhance.hub import download_weights
+
+        return download_weights(text, offline=offline)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    shipped = shipped_path(text)
+    if shipped.is_file():
+        return shipped
+    if path.suffix == ".safetensors" or os.sep in text:
+        raise UserError(f"{text}: weights file not found")
+    raise UserError(
+        f"no shipped weights for '{text}' in {SHIPPED_DIR} "
+        "(train them with 'llenhance train' or pass --weights PATH)"
+    )
+
+
+def shipped_path(name: str) -> Path:
+    """Where the shipped weights of architecture ``name`` live."""
+    return SHIPPED_DIR / f"{name}.safetensors"
+
+
+def load_state(path: Path, model: nn.Module, info: WeightsInfo) -> None:
+    """Load tensors into ``model``, checking names, shapes and finiteness first."""
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read tensors ({_first_line(exc)})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise UserError(
+            f"{path}: tensors do not match architecture '{info.arch}' with its config "
+            f"(missing {len(missing)}: {', '.join(missing[:3])}; "
+            f"unexpected {len(unexpected)}: {', '.join(unexpected[:3])})"
+        )
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise UserError(
+                f"{path}: tensor '{key}' has shape {tuple(tensor.shape)}, architecture "
+                f"'{info.arch}' expects {tuple(expected[key].shape)}"
+            )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(f"{path}: tensor '{key}' contains NaN or Inf values")
+    model.load_state_dict(state)
+
+
+def load_model(
+    name_or_path: str | Path, device: str | torch.device = "cpu", offline: bool | None = None
+) -> tuple[nn.Module, WeightsInfo]:
+    """Build the architecture a weights file names, load its tensors, return it in eval mode."""
+    path = resolve_weights(name_or_path, offline=offline)
+    info = read_info(path)
+    spec = get_arch(info.arch)
+    try:
+        model = create_model(info.arch, **info.config)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: config does not fit architecture '{spec.name}' ({exc})") from None
+    load_state(path, model, info)
+    model.eval().to(device)
+    return model, info

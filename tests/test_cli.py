@@ -1,0 +1,232 @@
+"""The three commands end to end through Typer's CliRunner, and the one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from llenhance import weights as weights_module
+from llenhance.cli import app
+from llenhance.images import read_rgb
+from llenhance.metrics import psnr
+from tests.conftest import darken, make_pairs, scene, write_png
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def shipped(tmp_path, tiny_weights, monkeypatch):
+    """Pretend the tiny weights are the shipped unet-res weights."""
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    (folder / "unet-res.safetensors").write_bytes(tiny_weights.read_bytes())
+    monkeypatch.setattr(weights_module, "SHIPPED_DIR", folder)
+    return folder
+
+
+def test_enhance_one_file_keeps_size_and_refuses_to_overwrite(tmp_path, shipped):
+    src = write_png(tmp_path / "dark.png", darken(scene(37, 53)))
+    out = tmp_path / "bright.png"
+    result = run("enhance", src, "-o", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert read_rgb(out).shape == (37, 53, 3)
+    assert "enhanced 1" in result.output
+    again = run("enhance", src, "-o", out)
+    assert again.exit_code == 2 and "already exists" in again.output
+    assert run("enhance", src, "-o", out, "--force").exit_code == 0
+    same = run("enhance", src, "-o", src, "--force")
+    assert same.exit_code == 2 and "overwrite an input" in same.output
+
+
+def test_enhance_directory_with_format_and_tiles(tmp_path, shipped):
+    for i in range(3):
+        write_png(tmp_path / "in" / f"im{i}.png", darken(scene(40 + i, 50, seed=i)))
+    out = tmp_path / "out"
+    result = run(
+        "enhance",
+        tmp_path / "in",
+        "-o",
+        out,
+        "--format",
+        "jpg",
+        "--quality",
+        "90",
+        "--tile",
+        "32",
+        "--tile-overlap",
+        "8",
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["im0.jpg", "im1.jpg", "im2.jpg"]
+    rerun = run("enhance", tmp_path / "in", "-o", out, "--format", "jpg")
+    assert rerun.exit_code == 0 and "skipped 3" in rerun.output
+
+
+def test_enhance_with_explicit_weights_and_glob(tmp_path, tiny_weights):
+    write_png(tmp_path / "a.png", darken(scene(20, 20)))
+    write_png(tmp_path / "b.png", darken(scene(20, 20)))
+    result = run(
+        "enhance", str(tmp_path / "*.png"), "-o", tmp_path / "out", "--weights", tiny_weights
+    )
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").iterdir())) == 2
+
+
+def test_eval_folders_table_json_csv_and_missing_partners(tmp_path):
+    ref = scene(32, 40, seed=1)
+    write_png(tmp_path / "gt" / "x.png", ref)
+    write_png(tmp_path / "pred" / "x.jpg.png", ref)  # stem 'x.jpg' has no partner
+    write_png(tmp_path / "pred" / "x.png", np.clip(ref + 0.1, 0, 1))
+    result = run(
+        "eval",
+        "--pred",
+        tmp_path / "pred",
+        "--gt",
+        tmp_path / "gt",
+        "--json",
+        tmp_path / "s.json",
+        "--csv",
+        tmp_path / "s.csv",
+        "--gt-mean",
+    )
+    assert result.exit_code == 1, result.output
+    assert "no reference" in result.output and "PSNR GT-mean" in result.output
+    data = json.loads((tmp_path / "s.json").read_text())
+    expected = psnr(np.round(np.clip(ref + 0.1, 0, 1) * 255) / 255, np.round(ref * 255) / 255)
+    assert data["images"][0]["psnr"] == pytest.approx(expected, abs=0.05)
+    assert data["mean_gt_mean"]["psnr"] > data["mean"]["psnr"]
+    assert (tmp_path / "s.csv").read_text().startswith("image,psnr,ssim,mae,mse")
+    ok = run("eval", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt", "--allow-missing")
+    assert ok.exit_code == 0
+
+
+def test_eval_size_mismatch_is_listed(tmp_path):
+    write_png(tmp_path / "gt" / "a.png", scene(32, 32))
+    write_png(tmp_path / "pred" / "a.png", scene(32, 30))
+    result = run("eval", "--pred", tmp_path / "pred", "--gt", tmp_path / "gt")
+    assert result.exit_code == 1 and "differs from reference" in result.output
+
+
+def test_eval_model_on_lol_folder_and_save(tmp_path, tiny_weights):
+    data = make_pairs(tmp_path / "val", 2)
+    result = run(
+        "eval",
+        "--weights",
+        tiny_weights,
+        "--data",
+        data,
+        "--save",
+        tmp_path / "saved",
+        "--json",
+        tmp_path / "m.json",
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["000.png", "001.png"]
+    assert json.loads((tmp_path / "m.json").read_text())["mean"]["ssim"] > 0
+
+
+def test_train_command_end_to_end(tmp_path):
+    data = make_pairs(tmp_path / "train", 4)
+    out = tmp_path / "run"
+    result = run(
+        "train",
+        "--data",
+        data,
+        "--val-split",
+        "0.25",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--patch",
+        "32",
+        "--model-config",
+        '{"width": 4, "depth": 2}',
+        "--out",
+        out,
+        "--loss",
+        "l1+ssim",
+        "--device",
+        "cpu",
+    )
+    assert result.exit_code == 0, result.output
+    assert {"best.safetensors", "last.safetensors", "checkpoint.safetensors"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert "val PSNR" in result.output
+    resumed = run(
+        "train",
+        "--data",
+        data,
+        "--val-split",
+        "0.25",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "2",
+        "--patch",
+        "32",
+        "--model-config",
+        '{"width": 4, "depth": 2}',
+        "--out",
+        out,
+        "--resume",
+        "--device",
+        "cpu",
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming at epoch 3" in resumed.output
+
+
+def test_models_lists_shipped_metrics(shipped):
+    result = run("models")
+    assert result.exit_code == 0
+    assert "unet-res" in result.output and "12.5" in result.output
+    listing = json.loads(run("models", "--json").output)
+    entry = next(e for e in listing if e["name"] == "unet-res")
+    assert entry["metrics"]["val_psnr"] == 12.5 and entry["parameters"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["enhance", "missing.png"], "missing.png"),
+        (["enhance", "{img}", "--model", "unet-rse"], "did you mean 'unet-res'"),
+        (["enhance", "{img}", "--weights", "{txt}"], "not a valid safetensors file"),
+        (["enhance", "{txt}"], "not.png"),
+        (["enhance", "{img}", "--device", "tpu"], "expected auto, cpu, cuda"),
+        (["train", "--data", "{tmp}"], "not a LOL-layout folder"),
+        (["train", "--data", "{tmp}", "--loss", "l7"], "not a LOL-layout folder"),
+        (["eval", "--pred", "{tmp}"], "give --pred and --gt"),
+        (["eval", "--pred", "{tmp}/nope", "--gt", "{tmp}"], "not a directory"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(tmp_path, shipped, args, message):
+    img = write_png(tmp_path / "img.png", scene(16, 16))
+    txt = tmp_path / "not.png"
+    txt.write_text("hello")
+    filled = [a.format(img=img, txt=txt, tmp=tmp_path) for a in args]
+    result = run(*filled)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.output.strip().count("\n") <= 2  # one message (rich may wrap long lines)
+
+
+def test_bad_option_value_is_a_usage_error(tmp_path):
+    result = run("enhance", "x.png", "--quality", "500")
+    assert result.exit_code == 2
+
+
+def test_python_dash_m_and_version():
+    out = subprocess.run(
+        [sys.executable, "-m", "llenhance", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.startswith("llenhance ")

@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from llenhance.errors import UserError
+from llenhance.losses import build_loss, parse_loss
+
+
+def test_parse_weighted_sums():
+    assert parse_loss("l1+0.2*ssim") == [(1.0, "l1"), (0.2, "ssim")]
+    assert parse_loss("charbonnier") == [(1.0, "charbonnier")]
+    with pytest.raises(UserError, match="unknown loss 'l3'"):
+        parse_loss("l1+l3")
+    with pytest.raises(UserError, match="bad loss weight"):
+        parse_loss("x*l1")
+
+
+@pytest.mark.parametrize("name", ["l1", "mse", "charbonnier", "ssim", "l1+ssim"])
+def test_losses_are_zero_for_identical_and_positive_otherwise(name):
+    torch.manual_seed(0)
+    a = torch.rand(2, 3, 24, 24)
+    loss = build_loss(name)
+    assert float(loss(a, a)) < 2e-3  # charbonnier has an eps floor of 1e-3
+    assert float(loss(a * 0.5, a)) > float(loss(a, a)) + 1e-3
+
+
+def test_weighted_sum_adds_terms():
+    a, b = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    total = build_loss("2*l1+0.5*mse")(a, b)
+    expected = 2 * torch.nn.functional.l1_loss(a, b) + 0.5 * torch.nn.functional.mse_loss(a, b)
+    assert torch.allclose(total, expected)

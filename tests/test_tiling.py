@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import torch
+
+from llenhance.archs import create_model, get_arch
+from llenhance.archs.registry import ArchSpec
+from llenhance.errors import UserError
+from llenhance.images import to_uint8
+from llenhance.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, count_tiles, enhance_array
+from tests.conftest import TINY_UNET, darken, scene
+
+
+def _trained_like_model(**config):
+    """A model with non-trivial BatchNorm statistics, as after training."""
+    torch.manual_seed(1)
+    model = create_model("unet-res", **config)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(2, 3, 64, 64))
+    return model.eval()
+
+
+def test_tiled_equals_untiled_on_1024x768_with_default_tile():
+    model = _trained_like_model()
+    spec = get_arch("unet-res")
+    image = darken(scene(768, 1024, seed=5), factor=0.3)
+    whole = enhance_array(model, image, spec, tile=0)
+    tiled = enhance_array(model, image, spec, tile=DEFAULT_TILE, overlap=DEFAULT_OVERLAP)
+    assert count_tiles(768, 1024, spec, DEFAULT_TILE, DEFAULT_OVERLAP) > 1
+    diff = np.abs(to_uint8(whole).astype(int) - to_uint8(tiled).astype(int))
+    assert diff.max() <= 1
+
+
+def test_small_tiles_still_agree_and_blend_everywhere():
+    model = _trained_like_model(**TINY_UNET)
+    spec = get_arch("unet-res").for_config(TINY_UNET)
+    assert spec.multiple == 4
+    image = scene(100, 130, seed=2)
+    whole = enhance_array(model, image, spec, tile=0)
+    tiled = enhance_array(model, image, spec, tile=48, overlap=16)
+    assert count_tiles(100, 130, spec, 48, 16) >= 9
+    assert np.abs(whole - tiled).max() < 2 / 255
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (17, 23), (33, 5)])
+def test_any_size_returns_the_input_size(shape):
+    model = _trained_like_model(**TINY_UNET)
+    image = scene(*shape, seed=0) if min(shape) > 1 else np.full((*shape, 3), 0.2, np.float32)
+    out = enhance_array(model, image, get_arch("unet-res"), tile=32, overlap=8)
+    assert out.shape == (*shape, 3)
+    assert out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_tiles_share_the_whole_image_context():
+    """Each tile gets the context of the whole image, not of itself: a tile of a bright
+    region inside a dark image is treated as part of a dark image."""
+    seen = []
+    spec = get_arch("unet-res")
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, context):
+            seen.append(context.clone())
+            return x
+
+    image = scene(64, 128, seed=4)
+    image[:, :64] *= 0.1
+    enhance_array(Recorder(), image, spec, tile=64, overlap=16)
+    assert len(seen) >= 2
+    assert all(torch.equal(seen[0], c) for c in seen[1:])
+
+
+def test_untileable_spec_refuses_clearly():
+    spec = ArchSpec(name="global-thing", builder=lambda: None, description="", tileable=False)
+    model = torch.nn.Conv2d(3, 3, 1)
+    with pytest.raises(UserError, match="cannot be tiled"):
+        enhance_array(model, scene(64, 64), spec, tile=32)
+    assert enhance_array(model, scene(64, 64), spec, tile=0).shape == (64, 64, 3)
+
+
+def test_tile_too_small_is_a_user_error():
+    with pytest.raises(UserError, match="too small"):
+        enhance_array(_trained_like_model(**TINY_UNET), scene(64, 64), get_arch("unet-res"), tile=4)

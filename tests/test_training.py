@@ -1,0 +1,105 @@
+import os
+import signal
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llenhance import training
+from llenhance.errors import UserError
+from llenhance.training import TrainConfig, TrainingInterrupted, TrainReporter, train
+from llenhance.weights import load_model, read_info
+from tests.conftest import TINY_UNET, make_pairs
+
+
+def _config(data, out, **overrides) -> TrainConfig:
+    base = dict(
+        data=str(data),
+        model="unet-res",
+        model_config=dict(TINY_UNET),
+        epochs=2,
+        batch_size=2,
+        patch=32,
+        lr=3e-3,
+        warmup_steps=2,
+        out=str(out),
+        device="cpu",
+        seed=7,
+        command="test",
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_training_lowers_the_loss_and_writes_self_describing_weights(tmp_path):
+    data = make_pairs(tmp_path / "train", 8)
+    val = make_pairs(tmp_path / "val", 2, seed=50)
+    result = train(_config(data, tmp_path / "run", val=str(val), epochs=6, loss="l1"))
+    losses = [r.train_loss for r in result.history]
+    assert len(losses) == 6
+    assert losses[-1] < 0.8 * losses[0]
+    assert all(r.val_psnr is not None for r in result.history)
+    info = read_info(result.best_path)
+    assert info.arch == "unet-res" and info.config["width"] == 4
+    assert info.training["command"] == "test" and info.training["data"] == str(data)
+    assert info.metrics["val_images"] == 2
+    best_epoch = max(result.history, key=lambda r: r.val_psnr)
+    assert info.metrics["epoch"] == best_epoch.epoch
+    model, _ = load_model(result.last_path)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+class _InterruptAt(TrainReporter):
+    """Sends the process a real SIGINT after ``step`` optimizer steps."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.seen = 0
+
+    def batch_end(self, loss: float) -> None:
+        self.seen += 1
+        if self.seen == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_interrupt_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
+    data = make_pairs(tmp_path / "train", 6)
+    straight = train(_config(data, tmp_path / "a", epochs=3))
+    with pytest.raises(TrainingInterrupted, match="resume"):
+        train(_config(data, tmp_path / "b", epochs=3), reporter=_InterruptAt(4))
+    assert (tmp_path / "b" / "checkpoint.safetensors").exists()
+    resumed = train(_config(data, tmp_path / "b", epochs=3), resume=True)
+    assert [r.epoch for r in resumed.history] == [1, 2, 3]
+    a, b = load_file(str(straight.last_path)), load_file(str(resumed.last_path))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_rules(tmp_path):
+    data = make_pairs(tmp_path / "train", 4)
+    with pytest.raises(UserError, match="no checkpoint"):
+        train(_config(data, tmp_path / "r", epochs=1), resume=True)
+    train(_config(data, tmp_path / "r", epochs=1))
+    with pytest.raises(UserError, match="already holds a training run"):
+        train(_config(data, tmp_path / "r", epochs=1))
+    with pytest.raises(UserError, match="batch-size"):
+        train(_config(data, tmp_path / "r", epochs=2, batch_size=4), resume=True)
+
+
+def test_non_finite_loss_aborts_clearly_and_keeps_weights_finite(tmp_path, monkeypatch):
+    data = make_pairs(tmp_path / "train", 4)
+
+    def nan_loss(spec):
+        return lambda pred, target: (pred - target).abs().mean() * float("nan")
+
+    monkeypatch.setattr(training, "build_loss", nan_loss)
+    with pytest.raises(UserError, match="non-finite losses"):
+        train(_config(data, tmp_path / "n", epochs=50, max_bad_steps=3))
+    state = load_file(str(tmp_path / "n" / "checkpoint.safetensors"))
+    assert all(torch.isfinite(v).all() for k, v in state.items() if v.is_floating_point())
+
+
+def test_too_few_pairs_for_a_batch(tmp_path):
+    data = make_pairs(tmp_path / "train", 2)
+    with pytest.raises(UserError, match="fewer than --batch-size"):
+        train(_config(data, tmp_path / "x", batch_size=4))
