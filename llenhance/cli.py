@@ -82,6 +82,10 @@ def _root(
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Tile = Annotated[int, typer.Option(help="Tile size in pixels; 0 runs the whole image at once.")]
 Overlap = Annotated[int, typer.Option("--tile-overlap", help="Overlap between tiles in pixels.")]
+Offline = Annotated[
+    bool,
+    typer.Option("--offline", help="Use only the local Hugging Face cache (as HF_HUB_OFFLINE=1)."),
+]
 
 
 @app.command()
@@ -103,6 +107,7 @@ def enhance(
     ] = None,
     quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
     force: Annotated[bool, typer.Option(help="Overwrite existing outputs.")] = False,
+    offline: Offline = False,
 ) -> None:
     """Enhance dark photos at full resolution."""
     from llenhance.inference import enhance_files, load_enhancer, plan_jobs
@@ -111,7 +116,9 @@ def enhance(
     jobs = plan_jobs(inputs, output, fmt=fmt)
     if len(jobs) == 1 and jobs[0].target.exists() and not force:
         raise UserError(f"{jobs[0].target}: already exists (use --force to overwrite)")
-    enhancer = load_enhancer(model, weights, device=device, tile=tile, overlap=tile_overlap)
+    enhancer = load_enhancer(
+        model, weights, device=device, tile=tile, overlap=tile_overlap, offline=offline or None
+    )
     with progress_bar(quiet=_state["quiet"]) as progress:
         report = enhance_files(
             jobs,
@@ -151,6 +158,7 @@ def evaluate(
     device: Device = "auto",
     tile: Tile = DEFAULT_TILE,
     tile_overlap: Overlap = DEFAULT_OVERLAP,
+    offline: Offline = False,
 ) -> None:
     """Score predictions against references (PSNR, SSIM, MAE, MSE), or a model on a LOL set."""
     from llenhance.evaluation import evaluate_dirs, evaluate_enhancer
@@ -160,7 +168,9 @@ def evaluate(
     if data is not None:
         if pred is not None or gt is not None:
             raise UserError("give either --data (with --model/--weights) or --pred and --gt")
-        enhancer = load_enhancer(model, weights, device=device, tile=tile, overlap=tile_overlap)
+        enhancer = load_enhancer(
+            model, weights, device=device, tile=tile, overlap=tile_overlap, offline=offline or None
+        )
         report = evaluate_enhancer(enhancer, data, gt_mean=gt_mean, save_dir=save)
         title = f"{enhancer.info.arch} on {data}"
     elif pred is not None and gt is not None:
@@ -274,6 +284,24 @@ def models(
             e.description if e.weights else f"{e.description} [dim](no shipped weights)[/]",
         )
     console.print(table)
+
+
+@app.command()
+@_guarded
+def push(
+    weights: Annotated[Path, typer.Argument(help="A llenhance weights file.")],
+    repo: Annotated[str, typer.Argument(help="Hugging Face Hub repo id: owner/name.")],
+    private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
+    token: Annotated[
+        str | None, typer.Option(help="Hub token (default: HF_TOKEN or the saved login).")
+    ] = None,
+) -> None:
+    """Upload weights to the Hugging Face Hub with a generated model card."""
+    from llenhance.hub import push_weights
+    from llenhance.render import console
+
+    ref = push_weights(weights, repo, token=token, private=private)
+    console.print(f"uploaded: use it with --weights {ref}")
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ def load_enhancer(
         get_arch(model)  # an unknown name fails here, with the closest known one suggested
     torch_device = resolve_device(device)
     net, info = load_model(weights or model or DEFAULT_MODEL, device=torch_device, offline=offline)
-    if model is not None and weights is not None and info.arch != model:
+    if model is not None and "/" not in model and weights is not None and info.arch != model:
         raise UserError(f"{weights}: weights are for '{info.arch}', not --model {model}")
     net = place_model(net, torch_device)
     on_cuda = torch_device.type == "cuda"
@@ -117,8 +117,8 @@ def plan_jobs(
     fmt: str | None = None,
     suffix: str = "_enhanced",
 ) -> list[Job]:
-    """Map inputs to outputs: one input and an output with an image extension is a file;
-    otherwise the output is a directory (made if needed). Without ``-o``, results go beside
+    """Map inputs to outputs: an output with an extension is a file (one input only); otherwise
+    it is a directory (made if needed). Without ``-o``, results go beside
     the inputs with ``suffix`` added to the name."""
     sources = list_images(inputs)
     if fmt is not None and fmt.lower() not in FORMATS:
@@ -126,14 +126,19 @@ def plan_jobs(
     ext = FORMATS[fmt.lower()] if fmt else None
     if output is not None:
         out = Path(output)
-        single = len(sources) == 1 and out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir()
-        if single:
-            jobs = [Job(sources[0], out)]
-        else:
-            if out.suffix.lower() in IMAGE_EXTENSIONS and not out.exists():
+        is_file = out.suffix != "" and not out.is_dir()
+        if is_file:
+            if out.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise UserError(
+                    f"-o {out}: unknown image extension {out.suffix} "
+                    f"(use one of {', '.join(IMAGE_EXTENSIONS)}, or a directory)"
+                )
+            if len(sources) > 1:
                 raise UserError(
                     f"-o {out}: {len(sources)} inputs need an output directory, not a file"
                 )
+            jobs = [Job(sources[0], out)]
+        else:
             if out.exists() and not out.is_dir():
                 raise UserError(f"-o {out}: exists and is not a directory")
             if not out.parent.is_dir():

@@ -150,12 +150,12 @@ def _datasets(config: TrainConfig, spec):
         train_pairs, val_pairs = split_pairs(pairs, config.val_split, config.seed)
     else:
         train_pairs, val_pairs = pairs, []
+    dataset = PairDataset(train_pairs, config.patch, spec.context_fn, seed=config.seed)
     if len(train_pairs) < config.batch_size:
         raise UserError(
             f"{config.data}: {len(train_pairs)} training pairs, "
             f"fewer than --batch-size {config.batch_size}"
         )
-    dataset = PairDataset(train_pairs, config.patch, spec.context_fn, seed=config.seed)
     return dataset, val_pairs
 
 
@@ -200,8 +200,9 @@ def train(
     device = dist.device
     torch.manual_seed(config.seed)
 
-    dataset, val_pairs = _datasets(config, spec)
+    loss_fn = build_loss(config.loss)
     model = place_model(spec.build(**config.model_config), device)
+    dataset, val_pairs = _datasets(config, spec)
     fit = getattr(model, "fit_preprocessor", None)
     if fit is not None and not resume:
         fit(*dataset.float_pairs())
@@ -223,7 +224,6 @@ def train(
     )
     steps_per_epoch = len(dataset) // dist.world_size // per_rank_batch
     scheduler = _scheduler(optimizer, config, steps_per_epoch * config.epochs)
-    loss_fn = build_loss(config.loss)
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 

@@ -2,7 +2,7 @@
 the training data and command, and the measured metrics. Never pickle.
 
 Names resolve in this order: an existing path, a file shipped in ``weights/``, a Hugging Face Hub
-reference (``hf://owner/repo/file.safetensors``).
+reference (``hf://owner/repo/file.safetensors``, or ``owner/repo`` holding one weights file).
 """
 
 from __future__ import annotations
@@ -105,6 +105,10 @@ def resolve_weights(name_or_path: str | Path, offline: bool | None = None) -> Pa
     shipped = shipped_path(text)
     if shipped.is_file():
         return shipped
+    if text.count("/") == 1 and path.suffix != ".safetensors" and not path.exists():
+        from llenhance.hub import resolve_repo_weights
+
+        return resolve_repo_weights(text, offline=offline)
     if path.suffix == ".safetensors" or os.sep in text:
         raise UserError(f"{text}: weights file not found")
     raise UserError(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from llenhance import weights as weights_module
 from llenhance.archs import create_model
 from llenhance.weights import WeightsInfo, save_weights
 
@@ -60,3 +61,13 @@ def tiny_weights(tmp_path: Path) -> Path:
     model = create_model("unet-res", **TINY_UNET).eval()
     info = WeightsInfo(arch="unet-res", config=dict(TINY_UNET), metrics={"val_psnr": 12.5})
     return save_weights(tmp_path / "tiny.safetensors", model, info)
+
+
+@pytest.fixture
+def shipped(tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Pretend the tiny weights are the shipped unet-res weights."""
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    (folder / "unet-res.safetensors").write_bytes(tiny_weights.read_bytes())
+    monkeypatch.setattr(weights_module, "SHIPPED_DIR", folder)
+    return folder

@@ -72,28 +72,30 @@ class SKFF(nn.Module):
         super().__init__()
         hidden = max(channels // reduction, 4)
         self.pool = pool
+        self.n_inputs = n_inputs
         # a 1x1 conv commutes with the box mean, so squeeze first and average the fewer maps
         self.squeeze = nn.Conv2d(channels, hidden, 1)
         self.act = nn.PReLU(hidden)
-        self.select = nn.ModuleList(nn.Conv2d(hidden, channels, 1) for _ in range(n_inputs))
+        # the per-stream 1x1 convs of the paper, computed as one conv with n_inputs * C outputs
+        self.select = nn.Conv2d(hidden, n_inputs * channels, 1)
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         total = inputs[0]
         for x in inputs[1:]:
             total = total + x
         z = self.act(local_mean(self.squeeze(total), self.pool))
-        # softmax across the streams, written out to avoid stacking full-size tensors
-        logits = [select(z) for select in self.select]
-        top = logits[0]
-        for logit in logits[1:]:
-            top = torch.maximum(top, logit)
-        weights = [torch.exp(logit - top) for logit in logits]
-        norm = weights[0]
-        fused = weights[0] * inputs[0]
-        for w, x in zip(weights[1:], inputs[1:]):
-            norm = norm + w
-            fused = fused + w * x
-        return fused / norm
+        logits = self.select(z)
+        n, _, h, w = logits.shape
+        if logits.is_contiguous(memory_format=torch.channels_last) and not logits.is_contiguous():
+            # channels-last memory: softmax over the stream axis of an (N, H, W, streams, C) view
+            nhwc = logits.permute(0, 2, 3, 1).view(n, h, w, self.n_inputs, -1)
+            weights = torch.softmax(nhwc, dim=3).permute(0, 3, 4, 1, 2).unbind(dim=1)
+        else:
+            weights = torch.softmax(logits.view(n, self.n_inputs, -1, h, w), dim=1).unbind(dim=1)
+        fused = inputs[0] * weights[0]
+        for x, weight in zip(inputs[1:], weights[1:]):
+            fused = torch.addcmul(fused, x, weight)
+        return fused
 
 
 def _down(x: torch.Tensor) -> torch.Tensor:

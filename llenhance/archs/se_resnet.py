@@ -30,18 +30,51 @@ def check_pool(pool: int, key: str = "pool") -> int:
     return pool
 
 
+def _window_sums(padded: torch.Tensor, dim: int, kernel: int, size: int) -> torch.Tensor:
+    """``out[i] = padded[i] + ... + padded[i + kernel - 1]`` along ``dim``, for i < ``size``.
+
+    Built from power-of-two partial sums (about 2 log2(kernel) tensor additions). Every output
+    is summed in the same order wherever it sits, so a crop of the image gives bit-identical
+    interior values (needed for tiled inference to match untiled).
+    """
+    result = None
+    offset = 0
+    block, width = padded, 1  # block[i] = padded[i] + ... + padded[i + width - 1]
+    while kernel:
+        if kernel & 1:
+            part = block.narrow(dim, offset, size)
+            result = part if result is None else result + part
+            offset += width
+        kernel >>= 1
+        if kernel:
+            length = block.shape[dim] - width
+            block = block.narrow(dim, 0, length) + block.narrow(dim, width, length)
+            width *= 2
+    assert result is not None
+    return result
+
+
+def _window_counts(size: int, kernel: int, like: torch.Tensor) -> torch.Tensor:
+    i = torch.arange(size, device=like.device)
+    half = kernel // 2
+    return ((i + half).clamp(max=size - 1) - (i - half).clamp(min=0) + 1).to(like.dtype)
+
+
 def local_mean(x: torch.Tensor, kernel: int) -> torch.Tensor:
     """Mean over a ``kernel`` x ``kernel`` window centred on each pixel, same size as ``x``.
 
-    Windows are clipped at the image border and averaged over the pixels actually inside
-    (``count_include_pad=False``). Computed separably (rows, then columns), which is exact for
-    clipped rectangular windows and costs O(kernel) instead of O(kernel^2) per pixel.
+    Equal to ``avg_pool2d(x, kernel, stride=1, padding=kernel // 2, count_include_pad=False)``:
+    windows are clipped at the image border and averaged over the pixels actually inside. It is
+    computed separably with shifted additions, several times faster on CPU than avg_pool2d.
     """
     if kernel <= 1:
         return x
-    pad = kernel // 2
-    x = F.avg_pool2d(x, (1, kernel), stride=1, padding=(0, pad), count_include_pad=False)
-    return F.avg_pool2d(x, (kernel, 1), stride=1, padding=(pad, 0), count_include_pad=False)
+    half = kernel // 2
+    h, w = x.shape[-2:]
+    sums = _window_sums(F.pad(x, (half, half, 0, 0)), 3, kernel, w)
+    sums = _window_sums(F.pad(sums, (0, 0, half, half)), 2, kernel, h)
+    counts = _window_counts(h, kernel, x)[:, None] * _window_counts(w, kernel, x)[None, :]
+    return sums / counts
 
 
 class LocalChannelAttention(nn.Module):

@@ -1,0 +1,174 @@
+"""Full-resolution speed and memory of the shipped models, end to end (decode, enhance, encode).
+
+Each run is a fresh subprocess, so its peak resident memory is that of one photo. Sizes: a 512²,
+a 1080p and a 4K photo from ``unpaired/real-hd`` and a generated 7680x4320 image. Also measures
+the plain untiled forward on 1024x1024 (tiling overhead as a throughput ratio) and the max abs
+difference between tiled and untiled output where untiled fits.
+
+    python benchmarks/speed.py [--models unet-res,dncnn] [--sizes 512,1080p,4k,8k]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks._common import REAL_HD, peak_rss_mb
+
+SIZES = {"512": (512, 512), "1080p": (1080, 1920), "4k": (2160, 3840), "8k": (4320, 7680)}
+
+
+def find_photo(height: int, width: int) -> Path | None:
+    from PIL import Image
+
+    for path in sorted(REAL_HD.iterdir()):
+        with Image.open(path) as im:
+            if im.size == (width, height):
+                return path
+    return None
+
+
+def make_8k(folder: Path) -> Path:
+    """A 7680x4320 dark photo: a 4K one upscaled (or noise when none is there)."""
+    import cv2
+
+    source = find_photo(2160, 3840)
+    if source is not None:
+        image = cv2.resize(cv2.imread(str(source)), (7680, 4320), interpolation=cv2.INTER_CUBIC)
+    else:
+        image = (np.random.default_rng(0).random((4320, 7680, 3)) * 60).astype(np.uint8)
+    path = folder / "generated_8k.png"
+    cv2.imwrite(str(path), image)
+    return path
+
+
+def child(model: str, source: str, target: str, tile: int) -> None:
+    """One end-to-end enhancement in this process; prints seconds and peak RSS as JSON."""
+    import torch
+
+    from llenhance.inference import Job, enhance_files, load_enhancer
+
+    torch.set_num_threads(2)
+    enhancer = load_enhancer(model, device="cpu", tile=tile)
+    start = time.perf_counter()
+    report = enhance_files([Job(Path(source), Path(target))], enhancer, force=True)
+    seconds = time.perf_counter() - start
+    if report.failed:
+        raise SystemExit(report.failed[0][1])
+    print(json.dumps({"seconds": seconds, "megapixels": report.megapixels, "rss": peak_rss_mb()}))
+
+
+def run_child(model: str, source: Path, target: Path, tile: int) -> dict:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.speed",
+            "--child",
+            model,
+            str(source),
+            str(target),
+            str(tile),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def tiling_overhead(model: str) -> tuple[float, float]:
+    """(untiled MP/s, tiled MP/s) of the model call on a 1024x1024 image in memory."""
+    import torch
+
+    from llenhance.inference import load_enhancer
+
+    torch.set_num_threads(2)
+    image = np.random.default_rng(0).random((1024, 1024, 3), dtype=np.float32) * 0.2
+    rates = []
+    for tile in (0, None):
+        enhancer = load_enhancer(model, device="cpu", **({} if tile is None else {"tile": tile}))
+        enhancer(image)
+        start = time.perf_counter()
+        enhancer(image)
+        rates.append(1.048576 / (time.perf_counter() - start))
+    return rates[0], rates[1]
+
+
+def max_tiled_difference(model: str, path: Path) -> float:
+    from llenhance.images import read_rgb, to_uint8
+    from llenhance.inference import load_enhancer
+
+    image = read_rgb(path)
+    whole = load_enhancer(model, device="cpu", tile=0)(image)
+    tiled = load_enhancer(model, device="cpu")(image)
+    return float(np.abs(to_uint8(whole).astype(int) - to_uint8(tiled).astype(int)).max()) / 255
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=None, help="comma-separated (default: all shipped)")
+    parser.add_argument("--sizes", default="512,1080p,4k,8k")
+    parser.add_argument("--tile", type=int, default=None, help="tile size (default: llenhance's)")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        model, source, target, tile = args.child
+        child(model, source, target, int(tile))
+        return
+
+    from llenhance.archs import arch_names
+    from llenhance.tiling import DEFAULT_TILE
+    from llenhance.weights import shipped_path
+
+    tile = args.tile or DEFAULT_TILE
+    models = (
+        args.models.split(",")
+        if args.models
+        else [n for n in arch_names() if shipped_path(n).is_file()]
+    )
+    console = Console()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        photos = {}
+        for size in args.sizes.split(","):
+            h, w = SIZES[size]
+            photos[size] = make_8k(folder) if size == "8k" else find_photo(h, w)
+        for model in models:
+            table = Table(title=f"{model}: end to end, fresh process, 2 threads, tile {tile}")
+            for col in ("size", "photo", "seconds", "MP/s", "peak RSS MB", "tiled vs untiled"):
+                table.add_column(col, justify="left" if col in ("size", "photo") else "right")
+            for size, photo in photos.items():
+                if photo is None:
+                    continue
+                result = run_child(model, photo, folder / f"out{photo.suffix}", tile)
+                diff = (
+                    "-" if size == "8k" else f"{max_tiled_difference(model, photo) * 255:.0f}/255"
+                )
+                table.add_row(
+                    size,
+                    photo.name,
+                    f"{result['seconds']:.2f}",
+                    f"{result['megapixels'] / result['seconds']:.2f}",
+                    f"{result['rss']:.0f}",
+                    diff,
+                )
+            console.print(table)
+            untiled, tiled = tiling_overhead(model)
+            console.print(
+                f"{model}: model call on 1024x1024 in memory: untiled {untiled:.2f} MP/s, "
+                f"tiled {tiled:.2f} MP/s, ratio {tiled / untiled:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
