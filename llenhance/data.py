@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from llenhance.archs.context import whole_image_context
 from llenhance.errors import UserError
 from llenhance.images import IMAGE_EXTENSIONS, read_rgb, to_uint8
 
@@ -121,9 +122,7 @@ class PairDataset(Dataset):
             self.lows.append(to_uint8(low))
             self.highs.append(to_uint8(high))
             self.contexts.append(
-                None
-                if context_fn is None
-                else context_fn(torch.from_numpy(low).permute(2, 0, 1)[None])[0]
+                None if context_fn is None else whole_image_context(low, context_fn)[0].clone()
             )
         self.patch = patch
         self.seed = seed

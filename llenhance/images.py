@@ -117,31 +117,57 @@ class ImageInfo:
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """Quantise [0, 1] floats to uint8 with round-half-up; used wherever 8-bit output counts."""
-    return np.clip(np.asarray(rgb) * 255 + 0.5, 0, 255).astype(np.uint8)
+    """Quantise [0, 1] floats to uint8 with round-half-up; used wherever 8-bit output counts.
+
+    uint8 input is returned as is and uint16 input is rounded to the nearest 8-bit level.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.dtype == np.uint8:
+        return rgb
+    if rgb.dtype == np.uint16:
+        return ((rgb.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _to_uint16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.asarray(x) * 65535 + 0.5, 0, 65535).astype(np.uint16)
+def to_uint16(x: np.ndarray) -> np.ndarray:
+    """Quantise [0, 1] floats to uint16 (uint8 is scaled exactly by 257; uint16 passes)."""
+    x = np.asarray(x)
+    if x.dtype == np.uint16:
+        return x
+    if x.dtype == np.uint8:
+        return x.astype(np.uint16) * np.uint16(257)
+    return np.clip(x * 65535 + 0.5, 0, 65535).astype(np.uint16)
 
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def _normalise(arr: np.ndarray) -> np.ndarray:
-    """Integer or float pixel data -> float32 in [0, 1]."""
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / np.float32(255)
-    if arr.dtype.kind == "u" and arr.dtype.itemsize == 2:
-        return arr.astype(np.float32) / np.float32(65535)
+def _native(arr: np.ndarray) -> np.ndarray:
+    """Decoded pixel data -> uint8, uint16 or float32 in [0, 1], without widening 8-bit data.
+
+    Keeping 8-bit pixels as uint8 until a tile needs them holds an 8K photo in 100 MB, not 400.
+    """
+    if arr.dtype in (np.uint8, np.uint16):
+        return arr
     if arr.dtype.kind in "iu":  # Pillow mode "I": 16-bit data stored as int32
-        return np.clip(arr.astype(np.float32) / np.float32(65535), 0, 1)
+        return np.clip(arr, 0, 65535).astype(np.uint16)
     if arr.dtype.kind == "f":
         return np.clip(np.nan_to_num(arr.astype(np.float32), nan=0.0), 0, 1)
     if arr.dtype == np.bool_:
-        return arr.astype(np.float32)
+        return arr.astype(np.uint8) * np.uint8(255)
     raise ValueError(f"unsupported pixel data type {arr.dtype}")
+
+
+def to_float(arr: np.ndarray) -> np.ndarray:
+    """uint8, uint16 or float pixel data -> float32 in [0, 1] (float input is passed through)."""
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255)
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / np.float32(65535)
+    if arr.dtype.kind == "f":
+        return arr.astype(np.float32, copy=False)
+    return to_float(_native(arr))
 
 
 def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
@@ -274,7 +300,7 @@ def _decode_with_cv2(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
         elif arr.shape[2] != 2:
             return None
     try:
-        return _normalise(arr)
+        return _native(arr)
     except ValueError:
         return None
 
@@ -300,7 +326,7 @@ def _decode_with_pillow(im: Image.Image) -> np.ndarray:
         im = _cmyk_to_rgb(im)
     else:  # YCbCr, LAB, HSV, ...
         im = im.convert("RGB")
-    return _normalise(np.asarray(im))
+    return _native(np.asarray(im))
 
 
 def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
@@ -356,8 +382,13 @@ def _rgb_icc(icc: object) -> bytes | None:
     return None
 
 
-def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageInfo]:
+def read_image(
+    path: str | os.PathLike[str], *, as_float: bool = True
+) -> tuple[np.ndarray, ImageInfo]:
     """Read an image file -> (rgb float32 HxWx3 in [0, 1], upright; :class:`ImageInfo`).
+
+    With ``as_float=False`` the pixels stay in their decoded type (uint8, uint16, or float32
+    for float sources), a quarter of the memory for 8-bit photos; :func:`to_float` converts.
 
     Grey images are replicated to three channels; alpha (also from palette transparency) goes to
     ``info.alpha``. 16-bit and float PNG/TIFF data keep their precision (``bit_depth=16``).
@@ -429,9 +460,11 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageInfo]:
     else:
         rgb = arr[:, :, :3]
         alpha = arr[:, :, 3] if arr.shape[2] == 4 else None
-    rgb = _orient(rgb, orientation).astype(np.float32, copy=False)
+    rgb = np.ascontiguousarray(_orient(rgb, orientation))
+    if as_float:
+        rgb = to_float(rgb)
     if alpha is not None:
-        alpha = _orient(alpha, orientation).astype(np.float32, copy=False)
+        alpha = to_float(np.ascontiguousarray(_orient(alpha, orientation)))
     info = ImageInfo(format=fmt, bit_depth=bit_depth, alpha=alpha, icc_profile=icc, exif=exif)
     return rgb, info
 
@@ -464,8 +497,10 @@ def _validate_rgb(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise ValueError(f"rgb must be an HxWx3 array, got shape {rgb.shape}")
+    if rgb.dtype in (np.uint8, np.uint16):
+        return rgb
     if rgb.dtype.kind != "f":
-        raise ValueError(f"rgb must be a float array in [0, 1], got dtype {rgb.dtype}")
+        raise ValueError(f"rgb must be uint8, uint16 or float in [0, 1], got dtype {rgb.dtype}")
     if not np.isfinite(rgb).all():
         raise ValueError("rgb contains NaN or infinite values")
     return np.clip(rgb, 0, 1)
@@ -491,9 +526,9 @@ def _encode(
     exif = info.exif or None
 
     if info.bit_depth == 16 and fmt in ("PNG", "TIFF"):
-        data = _to_uint16(rgb)[:, :, ::-1]
+        data = to_uint16(rgb)[:, :, ::-1]
         if alpha is not None:
-            data = np.dstack([data, _to_uint16(alpha)])
+            data = np.dstack([data, to_uint16(alpha)])
         ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tiff", np.ascontiguousarray(data))
         if not ok:
             raise OSError("OpenCV could not encode the image")

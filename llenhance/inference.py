@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,13 @@ class Enhancer:
     amp: bool = False
     batch_tiles: int = 1
 
-    def __call__(self, image: np.ndarray, progress: TileProgress | None = None) -> np.ndarray:
+    def __call__(
+        self,
+        image: np.ndarray,
+        progress: TileProgress | None = None,
+        out_dtype: type[np.generic] = np.float32,
+    ) -> np.ndarray:
+        """Enhance an HxWx3 image (float32 in [0, 1], uint8 or uint16)."""
         return enhance_array(
             self.model,
             image,
@@ -50,6 +57,7 @@ class Enhancer:
             overlap=self.overlap,
             batch_tiles=self.batch_tiles,
             amp=self.amp,
+            out_dtype=out_dtype,
             progress=progress,
         )
 
@@ -177,13 +185,14 @@ def enhance_files(
     quality: int = 95,
     subsampling: str | None = None,
     callbacks: BatchCallbacks | None = None,
-    after_each: Callable[[Job, np.ndarray], None] | None = None,
 ) -> BatchReport:
     """Enhance each job's source into its target, going on past failures.
 
     The next image is decoded and the previous one encoded on background threads while the
-    model computes. An existing target is skipped unless ``force``; outputs are written to a
-    temporary name and renamed, so an interrupted batch resumes cleanly.
+    model computes; 8-bit images stay 8-bit in memory, so a run holds at most two inputs and
+    one output at a time, whatever the number of images. An existing target is skipped unless
+    ``force``; outputs are written to a temporary name and renamed, so an interrupted batch
+    resumes cleanly.
     """
     callbacks = callbacks or BatchCallbacks()
     report = BatchReport()
@@ -196,12 +205,13 @@ def enhance_files(
         else:
             todo.append(job)
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
-        pending_reads: list[Future] = [reader.submit(read_image, j.source) for j in todo[:1]]
+        read = functools.partial(read_image, as_float=False)
+        pending_reads: list[Future] = [reader.submit(read, j.source) for j in todo[:1]]
         writes: list[tuple[Job, float, Future]] = []
         for index, job in enumerate(todo):
             future = pending_reads.pop(0)
             if index + 1 < len(todo):
-                pending_reads.append(reader.submit(read_image, todo[index + 1].source))
+                pending_reads.append(reader.submit(read, todo[index + 1].source))
             try:
                 rgb, info = future.result()
             except UserError as exc:
@@ -210,14 +220,16 @@ def enhance_files(
                 continue
             mp = rgb.shape[0] * rgb.shape[1] / 1e6
             callbacks.image_start(job, enhancer.tiles_for(*rgb.shape[:2]))
-            result = enhancer(rgb, progress=lambda d, t, mp=mp: callbacks.tile_done(d, t, mp))
-            if after_each is not None:
-                after_each(job, result)
+            result = enhancer(
+                rgb,
+                progress=lambda d, t, mp=mp: callbacks.tile_done(d, t, mp),
+                out_dtype=np.uint16 if info.bit_depth == 16 else np.uint8,
+            )
+            del rgb
+            _collect(writes, report, callbacks, block=True)  # at most one image being written
             writes.append(
                 (job, mp, writer.submit(_write, job.target, result, info, quality, subsampling))
             )
-            del rgb
-            _collect(writes, report, callbacks, block=False)
         _collect(writes, report, callbacks, block=True)
     report.seconds = time.perf_counter() - started
     return report

@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from llenhance.archs import ArchSpec
+from llenhance.archs.context import whole_image_context
 from llenhance.errors import UserError
+from llenhance.images import to_float, to_uint8, to_uint16
 
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
@@ -92,13 +94,14 @@ def _effective_tile(height: int, width: int, spec: ArchSpec, tile: int) -> int:
     return min(tile // spec.multiple * spec.multiple, whole)
 
 
-def image_context(image: np.ndarray, spec: ArchSpec, device: torch.device) -> torch.Tensor | None:
-    """The architecture's whole-image context, computed once and shared by every tile."""
-    if spec.context_fn is None:
-        return None
-    full = torch.from_numpy(image).permute(2, 0, 1)[None]
-    with torch.inference_mode():
-        return spec.context_fn(full).to(device)
+def _quantizer(out_dtype: np.dtype) -> Callable[[np.ndarray], np.ndarray]:
+    if out_dtype == np.uint8:
+        return to_uint8
+    if out_dtype == np.uint16:
+        return to_uint16
+    if out_dtype == np.float32:
+        return lambda x: x
+    raise ValueError(f"out_dtype must be float32, uint8 or uint16, not {out_dtype}")
 
 
 @torch.inference_mode()
@@ -111,60 +114,73 @@ def enhance_array(
     overlap: int = DEFAULT_OVERLAP,
     batch_tiles: int = 1,
     amp: bool = False,
+    out_dtype: type[np.generic] = np.float32,
     progress: TileProgress | None = None,
 ) -> np.ndarray:
-    """Enhance ``image`` (HxWx3 float32 in [0, 1]) with ``model``; ``tile=0`` runs it whole.
+    """Enhance ``image`` (HxWx3: float32 in [0, 1], uint8 or uint16) with ``model``.
 
-    The result has exactly the input's size. ``model`` must already be on its device, in eval mode.
+    ``tile=0`` runs the whole image at once. The result has exactly the input's size and
+    ``out_dtype`` (float32 in [0, 1], or quantised uint8/uint16). Tiles are processed row by row
+    and each finished band of rows is quantised into the output at once, so besides input and
+    output only one band of float accumulators is held. ``model`` must already be on its
+    device, in eval mode.
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
-    image = np.ascontiguousarray(image, dtype=np.float32)
     height, width = image.shape[:2]
     device = next(model.parameters()).device
     tile = _effective_tile(height, width, spec, tile)
-    context = image_context(image, spec, device)
+    context = None
+    if spec.context_fn is not None:
+        context = whole_image_context(image, spec.context_fn).to(device)
     windows = list(_tile_windows(height, width, spec, tile, overlap))
-
-    out = np.zeros((height, width, 3), dtype=np.float32)
-    weight = np.zeros((height, width, 1), dtype=np.float32) if len(windows) > 1 else None
     ys = sorted({y for y, _, _, _ in windows})
     xs = sorted({x for _, x, _, _ in windows})
+    quantize = _quantizer(np.dtype(out_dtype))
+    out = np.empty((height, width, 3), dtype=out_dtype)
 
     def tile_input(y: int, x: int, th: int, tw: int) -> np.ndarray:
-        region = image[y : min(y + th, height), x : min(x + tw, width)]
+        region = to_float(image[y : min(y + th, height), x : min(x + tw, width)])
         pad_h, pad_w = th - region.shape[0], tw - region.shape[1]
         if pad_h or pad_w:
             region = np.pad(region, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         return region
 
-    def place(result: np.ndarray, y: int, x: int, th: int, tw: int) -> None:
-        h, w = min(th, height - y), min(tw, width - x)
-        if weight is None:
-            out[:h, :w] = result[:h, :w]
-            return
-        wy = _ramp(th, overlap, before=y > ys[0], after=y < ys[-1])[:h]
-        wx = _ramp(tw, overlap, before=x > xs[0], after=x < xs[-1])[:w]
-        window = (wy[:, None] * wx[None, :])[..., None]
-        out[y : y + h, x : x + w] += result[:h, :w] * window
-        weight[y : y + h, x : x + w] += window
-
-    batch_tiles = max(1, batch_tiles)
+    band_top = 0  # first output row not yet final
+    acc = np.zeros((0, width, 3), np.float32)
+    weight = np.zeros((0, width, 1), np.float32)
     done = 0
-    for first in range(0, len(windows), batch_tiles):
-        group = windows[first : first + batch_tiles]
-        batch = _to_batch([tile_input(*w) for w in group], device)
-        ctx = None if context is None else context.expand(len(group), -1)
-        with _autocast(device, amp):
-            result = spec.run(model, batch, ctx)
-        result = result.float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-        for res, win in zip(result, group, strict=True):
-            place(res, *win)
-        done += len(group)
-        if progress is not None:
-            progress(done, len(windows))
-    if weight is not None:
-        out /= weight
+    for row, y in enumerate(ys):
+        row_windows = [w for w in windows if w[0] == y]
+        th = row_windows[0][2]
+        bottom = min(y + th, height)
+        if bottom - band_top > acc.shape[0]:
+            grow = bottom - band_top - acc.shape[0]
+            acc = np.concatenate([acc, np.zeros((grow, width, 3), np.float32)])
+            weight = np.concatenate([weight, np.zeros((grow, width, 1), np.float32)])
+        wy = _ramp(th, overlap, before=row > 0, after=row < len(ys) - 1)[: bottom - y]
+        for first in range(0, len(row_windows), max(1, batch_tiles)):
+            group = row_windows[first : first + max(1, batch_tiles)]
+            batch = _to_batch([tile_input(*w) for w in group], device)
+            ctx = None if context is None else context.expand(len(group), -1)
+            with _autocast(device, amp):
+                result = spec.run(model, batch, ctx)
+            result = result.float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+            for res, (_, x, _, tw) in zip(result, group, strict=True):
+                right = min(x + tw, width)
+                wx = _ramp(tw, overlap, before=x > xs[0], after=x < xs[-1])[: right - x]
+                window = (wy[:, None] * wx[None, :])[..., None]
+                acc[y - band_top : bottom - band_top, x:right] += (
+                    res[: bottom - y, : right - x] * window
+                )
+                weight[y - band_top : bottom - band_top, x:right] += window
+            done += len(group)
+            if progress is not None:
+                progress(done, len(windows))
+        final = (ys[row + 1] if row + 1 < len(ys) else height) - band_top
+        out[band_top : band_top + final] = quantize(acc[:final] / weight[:final])
+        acc, weight = acc[final:].copy(), weight[final:].copy()
+        band_top += final
     return out
 
 

@@ -579,7 +579,7 @@ def test_write_validates_array(tmp_path):
     with pytest.raises(ValueError, match="HxWx3"):
         write_image(tmp_path / "a.png", np.zeros((4, 4, 4), np.float32))
     with pytest.raises(ValueError, match="float"):
-        write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+        write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.int32))
     nan = np.zeros((4, 4, 3), np.float32)
     nan[1, 1, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
@@ -767,3 +767,27 @@ def test_fuzz_read_image_returns_image_or_user_error(tmp_path, monkeypatch, data
     assert rgb.shape[0] >= 1 and rgb.shape[1] >= 1
     assert np.isfinite(rgb).all() and rgb.min() >= 0 and rgb.max() <= 1
     assert info.bit_depth in (8, 16)
+
+
+def test_native_read_and_integer_write_round_trip(tmp_path):
+    """8-bit stays uint8 (a quarter of the memory), 16-bit stays uint16, and both write back
+    exactly; integer arrays convert between depths by exact scaling."""
+    rng = np.random.default_rng(0)
+    data8 = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    Image.fromarray(data8).save(tmp_path / "a.png")
+    native, info = read_image(tmp_path / "a.png", as_float=False)
+    assert native.dtype == np.uint8 and np.array_equal(native, data8)
+    assert np.array_equal(read_image(tmp_path / "a.png")[0], data8 / np.float32(255))
+    write_image(tmp_path / "b.png", native, info)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), data8)
+    write_image(tmp_path / "c.png", native, ImageInfo(bit_depth=16))
+    assert np.array_equal(cv2.imread(str(tmp_path / "c.png"), cv2.IMREAD_UNCHANGED)[..., ::-1],
+                          data8.astype(np.uint16) * 257)
+    data16 = rng.integers(0, 65536, (9, 11, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "d.png"), data16[..., ::-1])
+    native16, info16 = read_image(tmp_path / "d.png", as_float=False)
+    assert native16.dtype == np.uint16 and np.array_equal(native16, data16)
+    write_image(tmp_path / "e.png", native16, info16)
+    assert np.array_equal(cv2.imread(str(tmp_path / "e.png"), cv2.IMREAD_UNCHANGED)[..., ::-1],
+                          data16)
+    assert np.array_equal(to_uint8(native16), to_uint8(data16 / 65535.0))

@@ -1,6 +1,14 @@
 """Every architecture registers itself here on import; see :mod:`llenhance.archs.registry`."""
 
-from llenhance.archs import unet_res  # noqa: F401
+from llenhance.archs import (
+    cgnet,  # noqa: F401
+    dncnn,  # noqa: F401
+    histnet,  # noqa: F401
+    llid,  # noqa: F401
+    mirnet,  # noqa: F401
+    se_resnet,  # noqa: F401
+    unet_res,  # noqa: F401
+)
 from llenhance.archs.context import global_context
 from llenhance.archs.registry import (
     ArchSpec,

@@ -137,18 +137,18 @@ class CGNetI2I(nn.Module):
     "cgnet",
     description="CGNet context-guided encoder (local context pooling) with a bilinear decoder",
     multiple=8,
-    receptive_field=0,
+    receptive_field=299,
 )
 def cgnet(
-    channels1: int = 16,
-    channels2: int = 32,
-    channels3: int = 64,
-    blocks2: int = 2,
-    blocks3: int = 3,
+    channels1: int = 32,
+    channels2: int = 64,
+    channels3: int = 128,
+    blocks2: int = 3,
+    blocks3: int = 2,
     dilation2: int = 2,
     dilation3: int = 4,
     reduction: int = 8,
-    pool: int = 5,
+    pool: int = 3,
 ) -> nn.Module:
     return CGNetI2I(
         channels1,

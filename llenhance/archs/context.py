@@ -7,6 +7,10 @@ tiled and untiled output identical.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -36,3 +40,28 @@ def global_context(image: torch.Tensor) -> torch.Tensor:
         ],
         dim=1,
     )
+
+
+CONTEXT_INPUT_SIDE = 1024
+
+
+def whole_image_context(
+    image: np.ndarray, context_fn: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """``context_fn`` of an HxWx3 image (uint8, uint16 or float in [0, 1]) as a (1, K) tensor.
+
+    Images larger than CONTEXT_INPUT_SIDE are first area-downscaled with OpenCV, so an 8K photo
+    needs no full-size float copy; smaller ones (all training images) are used as they are.
+    """
+    height, width = image.shape[:2]
+    scale = CONTEXT_INPUT_SIDE / max(height, width)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    if image.dtype == np.uint8:
+        image = image.astype(np.float32) / np.float32(255)
+    elif image.dtype == np.uint16:
+        image = image.astype(np.float32) / np.float32(65535)
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
+    with torch.inference_mode():
+        return context_fn(tensor[None])

@@ -93,7 +93,7 @@ class SKFF(nn.Module):
         else:
             weights = torch.softmax(logits.view(n, self.n_inputs, -1, h, w), dim=1).unbind(dim=1)
         fused = inputs[0] * weights[0]
-        for x, weight in zip(inputs[1:], weights[1:]):
+        for x, weight in zip(inputs[1:], weights[1:], strict=True):
             fused = torch.addcmul(fused, x, weight)
         return fused
 
@@ -149,14 +149,14 @@ class MRB(nn.Module):
         streams = [x]
         for enter in self.enter:
             streams.append(enter(streams[-1], x))
-        streams = [dau(s) for dau, s in zip(self.dau1, streams)]
+        streams = [dau(s) for dau, s in zip(self.dau1, streams, strict=True)]
         mixed = []
-        for dst, (row, skff) in enumerate(zip(self.exchange, self.skff)):
+        for dst, (row, skff) in enumerate(zip(self.exchange, self.skff, strict=True)):
             inputs = [
                 s if src == dst else row[src](s, streams[dst]) for src, s in enumerate(streams)
             ]
             mixed.append(skff(inputs))
-        streams = [dau(s) for dau, s in zip(self.dau2, mixed)]
+        streams = [dau(s) for dau, s in zip(self.dau2, mixed, strict=True)]
         full = [s if i == 0 else self.leave[i](s, x) for i, s in enumerate(streams)]
         return x + self.out(self.final(full))
 
@@ -190,7 +190,7 @@ class MIRNet(nn.Module):
     "mirnet",
     description="MIRNet: multi-scale residual blocks, dual attention, SKFF (local pooling)",
     multiple=4,
-    receptive_field=0,
+    receptive_field=247,
 )
 def mirnet(
     channels: int = 16,
