@@ -198,6 +198,10 @@ def train(
     val_split: Annotated[
         float, typer.Option(help="Hold out this fraction of --data instead.")
     ] = 0.0,
+    synthesize: Annotated[
+        bool,
+        typer.Option(help="--data is a folder of normal photos: synthesise low-light pairs."),
+    ] = False,
     epochs: Annotated[int, typer.Option(min=1)] = 100,
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
     patch: Annotated[int, typer.Option(min=8, help="Random crop size.")] = 256,
@@ -206,6 +210,7 @@ def train(
         str, typer.Option(help="l1, mse, charbonnier, ssim or sums: l1+0.2*ssim.")
     ] = "l1+0.2*ssim",
     schedule: Annotated[str, typer.Option(help="cosine (with warm-up) or plateau.")] = "cosine",
+    warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warm-up steps (cosine).")] = 200,
     out: Annotated[
         Path, typer.Option(help="Folder for best/last weights and the checkpoint.")
     ] = Path("runs/train"),
@@ -235,12 +240,14 @@ def train(
         model_config=config_dict,
         val=str(val) if val else None,
         val_split=val_split,
+        synthesize=synthesize,
         epochs=epochs,
         batch_size=batch_size,
         patch=patch,
         lr=lr,
         loss=loss,
         schedule=schedule,
+        warmup_steps=warmup_steps,
         out=str(out),
         seed=seed,
         device=device,

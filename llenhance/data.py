@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from torch.utils.data import Dataset, Sampler
 from llenhance.archs.context import whole_image_context
 from llenhance.errors import UserError
 from llenhance.images import IMAGE_EXTENSIONS, read_rgb, to_uint8
+from llenhance.synthesis import SynthesisParams, synthesize_low_light
+
+T = TypeVar("T", "Pair", Path)
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class Pair:
     high: Path
 
 
-def _images_by_stem(folder: Path) -> dict[str, Path]:
+def images_by_stem(folder: Path) -> dict[str, Path]:
     return {
         p.stem: p
         for p in sorted(folder.iterdir())
@@ -45,7 +49,7 @@ def find_pairs(root: str | Path) -> list[Pair]:
             f"{root}: not a LOL-layout folder (missing {' and '.join(s + '/' for s in missing)}; "
             "expected low/ and high/ with matching file names)"
         )
-    lows, highs = _images_by_stem(root / "low"), _images_by_stem(root / "high")
+    lows, highs = images_by_stem(root / "low"), images_by_stem(root / "high")
     only_low = sorted(set(lows) - set(highs))
     only_high = sorted(set(highs) - set(lows))
     if only_low or only_high:
@@ -62,8 +66,8 @@ def find_pairs(root: str | Path) -> list[Pair]:
     return [Pair(stem, lows[stem], highs[stem]) for stem in sorted(lows)]
 
 
-def split_pairs(pairs: Sequence[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
-    """Hold out ``fraction`` of the pairs (by file) for validation, reproducibly."""
+def split_pairs(pairs: Sequence[T], fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """Hold out ``fraction`` of the pairs (or photos) by file for validation, reproducibly."""
     if not 0.0 < fraction < 1.0:
         raise UserError(f"--val-split {fraction}: expected a fraction between 0 and 1")
     order = list(pairs)
@@ -145,17 +149,24 @@ class PairDataset(Dataset):
         y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
         return low[y : y + p, x : x + p], high[y : y + p, x : x + p]
 
+    def full_pair(
+        self, index: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+        """The whole 8-bit (low, high) pair and the low image's context for one item."""
+        return self.lows[index], self.highs[index], self.contexts[index]
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        low, high = self._crop(self.lows[index], self.highs[index], rng)
+        low, high, context = self.full_pair(index, rng)
+        low, high = self._crop(low, high, rng)
         if self.augment:
             low, high = augment([low, high], rng)
         item = {
             "low": torch.from_numpy(low).permute(2, 0, 1).float().div_(255.0),
             "high": torch.from_numpy(high).permute(2, 0, 1).float().div_(255.0),
         }
-        if self.contexts[index] is not None:
-            item["context"] = self.contexts[index]
+        if context is not None:
+            item["context"] = context
         return item
 
     def float_pairs(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -163,6 +174,82 @@ class PairDataset(Dataset):
         lows = [a.astype(np.float32) / 255.0 for a in self.lows]
         highs = [a.astype(np.float32) / 255.0 for a in self.highs]
         return lows, highs
+
+
+def find_photos(root: str | Path) -> list[Path]:
+    """Every image below ``root`` (recursively), for synthesising pairs."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a directory of photos")
+    photos = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
+    if not photos:
+        raise UserError(f"{root}: no photos found to synthesise low-light pairs from")
+    return photos
+
+
+class SyntheticPairDataset(PairDataset):
+    """Pairs made on the fly from well-exposed photos: each (epoch, index) draws new low-light
+    conditions (see :mod:`llenhance.synthesis`), reproducibly."""
+
+    def __init__(
+        self,
+        photos: Sequence[Path],
+        patch: int,
+        context_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        seed: int = 0,
+        augment: bool = True,
+        params: SynthesisParams | None = None,
+    ) -> None:
+        self.names = [p.stem for p in photos]
+        self.highs = [to_uint8(read_rgb(p)) for p in photos]
+        self.lows = self.highs
+        self.context_fn = context_fn
+        self.params = params
+        self.patch = patch
+        self.seed = seed
+        self.augment = augment
+        self.epoch = 0
+
+    def full_pair(
+        self, index: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+        high = self.highs[index]
+        low = synthesize_low_light(high.astype(np.float32) / 255.0, rng, self.params)
+        context = None
+        if self.context_fn is not None:
+            context = whole_image_context(low, self.context_fn)[0].clone()
+        return to_uint8(low), high, context
+
+    def float_pairs(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        lows, highs = [], []
+        for index, high in enumerate(self.highs):
+            low, _, _ = self.full_pair(index, np.random.default_rng([self.seed, -1, index]))
+            lows.append(low.astype(np.float32) / 255.0)
+            highs.append(high.astype(np.float32) / 255.0)
+        return lows, highs
+
+
+def synthetic_validation(
+    photos: Sequence[Path], seed: int, params: SynthesisParams | None = None
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Fixed synthetic (name, low, high) triples: the same conditions every epoch."""
+    triples = []
+    for index, path in enumerate(photos):
+        high = to_uint8(read_rgb(path)).astype(np.float32) / 255.0
+        low = synthesize_low_light(high, np.random.default_rng([seed, 10**6, index]), params)
+        triples.append((path.stem, low, high))
+    return triples
+
+
+def pair_arrays(pairs: Sequence[Pair]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, low, high) float arrays read from disk one pair at a time."""
+    for pair in pairs:
+        low, high = load_pair(pair)
+        yield pair.name, low, high
 
 
 class EpochSampler(Sampler[int]):

@@ -50,11 +50,18 @@ class DistributedContext:
         return EpochSampler(size, seed, rank=self.rank, world_size=self.world_size)
 
     def wrap(self, model: nn.Module) -> nn.Module:
-        """DistributedDataParallel with synchronised BatchNorm when distributed, else ``model``."""
+        """DistributedDataParallel when distributed, else ``model``.
+
+        On CUDA BatchNorm is synchronised across processes; PyTorch has no SyncBatchNorm on CPU,
+        so there each process normalises over its own share of the batch (use ``norm: group``
+        for results identical to one process).
+        """
         if not self.enabled:
             return model
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            return nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index])
+        return nn.parallel.DistributedDataParallel(model)
 
     def mean(self, value: torch.Tensor) -> float:
         """The mean of a scalar over all ranks."""
@@ -75,3 +82,7 @@ class DistributedContext:
     def barrier(self) -> None:
         if self.enabled:
             torch_dist.barrier()
+
+    def close(self) -> None:
+        if self.enabled and torch_dist.is_initialized():
+            torch_dist.destroy_process_group()

@@ -6,13 +6,13 @@ on LOL are computed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from llenhance.data import Pair, _images_by_stem, find_pairs, load_pair
+from llenhance.data import Pair, find_pairs, images_by_stem, pair_arrays
 from llenhance.errors import UserError
 from llenhance.images import read_rgb, to_uint8, write_image
 from llenhance.metrics import METRIC_NAMES, Scores, match_gt_mean, score
@@ -78,7 +78,7 @@ def evaluate_dirs(
     for folder in (pred_dir, gt_dir):
         if not folder.is_dir():
             raise UserError(f"{folder}: not a directory")
-    preds, gts = _images_by_stem(pred_dir), _images_by_stem(gt_dir)
+    preds, gts = images_by_stem(pred_dir), images_by_stem(gt_dir)
     if not preds:
         raise UserError(f"{pred_dir}: no images found")
     report = EvalReport()
@@ -104,7 +104,7 @@ def evaluate_dirs(
 
 def evaluate_enhancer(
     enhance: Callable[[np.ndarray], np.ndarray],
-    data: str | Path | Sequence[Pair],
+    data: str | Path | Sequence[Pair] | Iterable[tuple[str, np.ndarray, np.ndarray]],
     *,
     gt_mean: bool = False,
     save_dir: str | Path | None = None,
@@ -112,19 +112,22 @@ def evaluate_enhancer(
 ) -> EvalReport:
     """Enhance every ``low`` image of a LOL-layout set in memory and score it against ``high``.
 
+    ``data`` is a LOL-layout folder, a list of :class:`Pair`, or (name, low, high) arrays.
     With ``save_dir`` the predictions are also written there as lossless PNG.
     """
-    pairs = find_pairs(data) if isinstance(data, (str, Path)) else list(data)
+    if isinstance(data, (str, Path)):
+        data = find_pairs(data)
+    items = list(data)
+    triples = pair_arrays(items) if items and isinstance(items[0], Pair) else items
     if save_dir is not None:
         save_dir = Path(save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
     report = EvalReport()
-    for pair in pairs:
-        low, high = load_pair(pair)
+    for name, low, high in triples:
         pred = enhance(low)
-        report.results.append(score_image(pair.name, pred, high, gt_mean))
+        report.results.append(score_image(name, pred, high, gt_mean))
         if save_dir is not None:
-            write_image(save_dir / f"{pair.name}.png", pred)
+            write_image(save_dir / f"{name}.png", pred)
         if progress is not None:
-            progress(pair.name)
+            progress(name)
     return report

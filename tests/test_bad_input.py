@@ -39,7 +39,9 @@ def _bomb(path: Path) -> Path:
     """A valid PNG header declaring 100000x100000 pixels, with almost no data."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
     data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
@@ -100,13 +102,18 @@ def _make(kind: str, tmp: Path) -> list[str]:
         return ["enhance", img, "--model", "mirnte"]
     if kind == "wrong-architecture-weights":
         model = create_model("unet-res", **{**TINY_UNET, "width": 6})
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-                  str(tmp / "w.safetensors"),
-                  metadata=WeightsInfo(arch="unet-res", config=TINY_UNET).to_metadata())
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()},
+            str(tmp / "w.safetensors"),
+            metadata=WeightsInfo(arch="unet-res", config=TINY_UNET).to_metadata(),
+        )
         return ["enhance", img, "-o", tmp / "o.png", "--weights", tmp / "w.safetensors"]
     if kind == "truncated-weights":
-        path = save_weights(tmp / "w.safetensors", create_model("unet-res", **TINY_UNET),
-                            WeightsInfo(arch="unet-res", config=TINY_UNET))
+        path = save_weights(
+            tmp / "w.safetensors",
+            create_model("unet-res", **TINY_UNET),
+            WeightsInfo(arch="unet-res", config=TINY_UNET),
+        )
         path.write_bytes(path.read_bytes()[:-500])
         return ["enhance", img, "-o", tmp / "o.png", "--weights", path]
     if kind == "nan-weights":
@@ -118,8 +125,11 @@ def _make(kind: str, tmp: Path) -> list[str]:
     if kind == "missing-weights-file":
         return ["enhance", img, "--weights", tmp / "none.safetensors"]
     if kind == "no-cuda":
-        return ["enhance", img, "-o", tmp / "o.png", "--device", "cuda"] \
-            if not torch.cuda.is_available() else ["enhance", img, "--device", "cuda:99"]
+        return (
+            ["enhance", img, "-o", tmp / "o.png", "--device", "cuda"]
+            if not torch.cuda.is_available()
+            else ["enhance", img, "--device", "cuda:99"]
+        )
     if kind == "tile-too-small":
         return ["enhance", img, "-o", tmp / "o.png", "--tile", "3"]
     if kind == "eval-missing-partner":
@@ -146,8 +156,15 @@ def _make(kind: str, tmp: Path) -> list[str]:
     if kind == "train-bad-config-json":
         return ["train", "--data", make_pairs(tmp / "d", 3), "--model-config", "{width: 3"]
     if kind == "train-bad-config-key":
-        return ["train", "--data", make_pairs(tmp / "d", 3), "--model-config", '{"wdth": 3}',
-                "--out", tmp / "run"]
+        return [
+            "train",
+            "--data",
+            make_pairs(tmp / "d", 3),
+            "--model-config",
+            '{"wdth": 3}',
+            "--out",
+            tmp / "run",
+        ]
     if kind == "train-bad-val-split":
         return ["train", "--data", make_pairs(tmp / "d", 3), "--val-split", "1.5"]
     if kind == "bad-option-value":
@@ -288,7 +305,11 @@ def test_batch_goes_on_past_bad_files_and_resumes(tmp_path, shipped):
     assert result.exit_code == 1
     assert "bad.png" in result.output and "failed 1" in result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "--help.png", "good0.png", "good1.png", "good2.png"]
+        "--help.png",
+        "good0.png",
+        "good1.png",
+        "good2.png",
+    ]
     (out / "good1.png").unlink()
     again = run("enhance", folder, "-o", out)
     assert "enhanced 1, skipped 3" in " ".join(again.output.split())

@@ -781,13 +781,16 @@ def test_native_read_and_integer_write_round_trip(tmp_path):
     write_image(tmp_path / "b.png", native, info)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), data8)
     write_image(tmp_path / "c.png", native, ImageInfo(bit_depth=16))
-    assert np.array_equal(cv2.imread(str(tmp_path / "c.png"), cv2.IMREAD_UNCHANGED)[..., ::-1],
-                          data8.astype(np.uint16) * 257)
+    assert np.array_equal(
+        cv2.imread(str(tmp_path / "c.png"), cv2.IMREAD_UNCHANGED)[..., ::-1],
+        data8.astype(np.uint16) * 257,
+    )
     data16 = rng.integers(0, 65536, (9, 11, 3), dtype=np.uint16)
     cv2.imwrite(str(tmp_path / "d.png"), data16[..., ::-1])
     native16, info16 = read_image(tmp_path / "d.png", as_float=False)
     assert native16.dtype == np.uint16 and np.array_equal(native16, data16)
     write_image(tmp_path / "e.png", native16, info16)
-    assert np.array_equal(cv2.imread(str(tmp_path / "e.png"), cv2.IMREAD_UNCHANGED)[..., ::-1],
-                          data16)
+    assert np.array_equal(
+        cv2.imread(str(tmp_path / "e.png"), cv2.IMREAD_UNCHANGED)[..., ::-1], data16
+    )
     assert np.array_equal(to_uint8(native16), to_uint8(data16 / 65535.0))

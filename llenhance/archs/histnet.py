@@ -90,7 +90,7 @@ class HistNet(nn.Module):
         """Target percentiles (N, 3, K), monotone and in [0, 1], from input percentiles (N, 3K)."""
         w = self.hist_weight.to(percentiles.dtype)
         b = self.hist_bias.to(percentiles.dtype)
-        q = (percentiles @ w.T + b).clamp(0.0, 1.0).view(-1, 3, PERCENTILES)
+        q = (percentiles @ w.T + b).clamp(0.0, 1.0).reshape(-1, 3, PERCENTILES)
         return torch.cummax(q, dim=-1).values
 
     def preprocess(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,7 +98,7 @@ class HistNet(nn.Module):
         p = histogram_percentiles(x) if context is None else context
         p = p.to(x.dtype)
         q = self.predict_percentiles(p)
-        p = torch.cummax(p.view(-1, 3, PERCENTILES), dim=-1).values
+        p = torch.cummax(p.reshape(-1, 3, PERCENTILES), dim=-1).values
         zeros = p.new_zeros(p.shape[0], 3, 1)
         ones = p.new_ones(p.shape[0], 3, 1)
         xk = torch.cat([zeros, p, ones], dim=-1)

@@ -15,15 +15,27 @@ from llenhance.archs.context import global_context
 from llenhance.archs.registry import register_arch
 
 
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """``batch`` as in the write-up; ``group`` or ``none`` do not depend on the batch, so
+    data-parallel training on CPU (where SyncBatchNorm is unavailable) matches one process."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be batch, group or none, not {kind!r}")
+
+
 class ResidualBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int) -> None:
+    def __init__(self, c_in: int, c_out: int, norm: str = "batch") -> None:
         super().__init__()
         self.body = nn.Sequential(
-            conv3x3(c_in, c_out, bias=False),
-            nn.BatchNorm2d(c_out),
+            conv3x3(c_in, c_out, bias=norm == "none"),
+            make_norm(norm, c_out),
             nn.ReLU(inplace=True),
-            conv3x3(c_out, c_out, bias=False),
-            nn.BatchNorm2d(c_out),
+            conv3x3(c_out, c_out, bias=norm == "none"),
+            make_norm(norm, c_out),
         )
         self.shortcut = nn.Conv2d(c_in, c_out, 1, bias=False) if c_in != c_out else nn.Identity()
 
@@ -32,16 +44,17 @@ class ResidualBlock(nn.Module):
 
 
 class ResUNet(nn.Module):
-    def __init__(self, width: int, depth: int, use_context: bool) -> None:
+    def __init__(self, width: int, depth: int, use_context: bool, norm: str = "batch") -> None:
         super().__init__()
         widths = [width * 2**i for i in range(depth + 1)]
         self.encoders = nn.ModuleList()
         c_prev = 3
         for c in widths:
-            self.encoders.append(ResidualBlock(c_prev, c))
+            self.encoders.append(ResidualBlock(c_prev, c, norm))
             c_prev = c
         self.decoders = nn.ModuleList(
-            ResidualBlock(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(depth))
+            ResidualBlock(widths[i + 1] + widths[i], widths[i], norm)
+            for i in reversed(range(depth))
         )
         self.film = FiLM([widths[-1], *reversed(widths[:-1])]) if use_context else None
         self.head = nn.Conv2d(widths[0], 3, 1)
@@ -79,5 +92,7 @@ class ResUNet(nn.Module):
     context_fn=global_context,
     multiple_fn=lambda config: 2 ** config["depth"],
 )
-def unet_res(width: int = 16, depth: int = 4, use_context: bool = True) -> nn.Module:
-    return ResUNet(width=width, depth=depth, use_context=use_context)
+def unet_res(
+    width: int = 16, depth: int = 4, use_context: bool = True, norm: str = "batch"
+) -> nn.Module:
+    return ResUNet(width=width, depth=depth, use_context=use_context, norm=norm)
