@@ -107,6 +107,9 @@ def enhance(
     ] = None,
     quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
     force: Annotated[bool, typer.Option(help="Overwrite existing outputs.")] = False,
+    compare: Annotated[
+        bool, typer.Option(help="Also write NAME_compare.EXT: input | output, labelled.")
+    ] = False,
     offline: Offline = False,
 ) -> None:
     """Enhance dark photos at full resolution."""
@@ -125,6 +128,7 @@ def enhance(
             enhancer,
             force=force,
             quality=quality,
+            compare=compare,
             callbacks=RichBatchCallbacks(progress, len(jobs)),
         )
     if len(jobs) == 1 and report.failed:
@@ -155,13 +159,23 @@ def evaluate(
     allow_missing: Annotated[
         bool, typer.Option(help="Unpaired files do not fail the run.")
     ] = False,
+    save_grid: Annotated[
+        Path | None,
+        typer.Option(help="Write a contact sheet of the 3 worst and 3 best images by PSNR."),
+    ] = None,
     device: Device = "auto",
     tile: Tile = DEFAULT_TILE,
     tile_overlap: Overlap = DEFAULT_OVERLAP,
     offline: Offline = False,
 ) -> None:
     """Score predictions against references (PSNR, SSIM, MAE, MSE), or a model on a LOL set."""
-    from llenhance.evaluation import evaluate_dirs, evaluate_enhancer
+    from llenhance.evaluation import (
+        evaluate_dirs,
+        evaluate_enhancer,
+        fetch_from_dirs,
+        fetch_from_model,
+        save_worst_best_grid,
+    )
     from llenhance.inference import load_enhancer
     from llenhance.render import console, err_console, eval_table, problems_table, write_eval_files
 
@@ -173,11 +187,15 @@ def evaluate(
         )
         report = evaluate_enhancer(enhancer, data, gt_mean=gt_mean, save_dir=save)
         title = f"{enhancer.info.arch} on {data}"
+        fetch, columns = fetch_from_model(enhancer, data), ("input", "prediction", "reference")
     elif pred is not None and gt is not None:
         report = evaluate_dirs(pred, gt, gt_mean=gt_mean)
         title = f"{pred} vs {gt}"
+        fetch, columns = fetch_from_dirs(pred, gt), ("prediction", "reference")
     else:
         raise UserError("give --pred and --gt folders, or --data with --model/--weights")
+    if save_grid is not None:
+        save_worst_best_grid(report, fetch, save_grid, columns)
     console.print(eval_table(report, title))
     write_eval_files(report, json_out, csv_out)
     if report.problems:

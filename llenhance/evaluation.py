@@ -16,6 +16,7 @@ from llenhance.data import Pair, find_pairs, images_by_stem, pair_arrays
 from llenhance.errors import UserError
 from llenhance.images import read_rgb, to_uint8, write_image
 from llenhance.metrics import METRIC_NAMES, Scores, match_gt_mean, score
+from llenhance.pictures import contact_sheet, select_best_and_worst
 
 Progress = Callable[[str], None]
 
@@ -131,3 +132,42 @@ def evaluate_enhancer(
         if progress is not None:
             progress(name)
     return report
+
+
+def save_worst_best_grid(
+    report: EvalReport,
+    fetch: Callable[[str], list[np.ndarray]],
+    path: str | Path,
+    column_titles: Sequence[str],
+    n: int = 3,
+) -> None:
+    """A contact sheet of the ``n`` worst and ``n`` best images by PSNR; ``fetch(name)`` gives
+    the images of one row (e.g. input, prediction, reference)."""
+    psnrs = [(r.name, r.scores.psnr) for r in report.results]
+    if not psnrs:
+        raise UserError("--save-grid: no scored images to show")
+    by_name = dict(psnrs)
+    rows = [
+        (f"{kind}: {name}  PSNR {by_name[name]:.2f} dB", fetch(name))
+        for kind, name in select_best_and_worst(psnrs, n)
+    ]
+    write_image(path, contact_sheet(rows, column_titles=tuple(column_titles)))
+
+
+def fetch_from_model(
+    enhance: Callable[[np.ndarray], np.ndarray], data: str | Path
+) -> Callable[[str], list[np.ndarray]]:
+    """Row images (input, prediction, reference) of one pair of a LOL-layout set, by name."""
+    pairs = {p.name: p for p in find_pairs(data)}
+
+    def fetch(name: str) -> list[np.ndarray]:
+        _, low, high = next(pair_arrays([pairs[name]]))
+        return [low, quantize(enhance(low)), high]
+
+    return fetch
+
+
+def fetch_from_dirs(pred_dir: str | Path, gt_dir: str | Path) -> Callable[[str], list[np.ndarray]]:
+    """Row images (prediction, reference) of one scored pair of folders, by stem."""
+    preds, gts = images_by_stem(Path(pred_dir)), images_by_stem(Path(gt_dir))
+    return lambda name: [read_rgb(preds[name]), read_rgb(gts[name])]

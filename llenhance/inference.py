@@ -16,6 +16,7 @@ from llenhance.archs import ArchSpec, get_arch
 from llenhance.devices import place_model, resolve_device
 from llenhance.errors import UserError
 from llenhance.images import IMAGE_EXTENSIONS, ImageInfo, list_images, read_image, write_image
+from llenhance.pictures import side_by_side
 from llenhance.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, TileProgress, count_tiles, enhance_array
 from llenhance.weights import WeightsInfo, load_model
 
@@ -185,6 +186,7 @@ def enhance_files(
     quality: int = 95,
     subsampling: str | None = None,
     callbacks: BatchCallbacks | None = None,
+    compare: bool = False,
 ) -> BatchReport:
     """Enhance each job's source into its target, going on past failures.
 
@@ -225,20 +227,32 @@ def enhance_files(
                 progress=lambda d, t, mp=mp: callbacks.tile_done(d, t, mp),
                 out_dtype=np.uint16 if info.bit_depth == 16 else np.uint8,
             )
-            del rgb
             _collect(writes, report, callbacks, block=True)  # at most one image being written
-            writes.append(
-                (job, mp, writer.submit(_write, job.target, result, info, quality, subsampling))
-            )
+            side = side_by_side(rgb, result) if compare else None
+            del rgb
+            write = functools.partial(_write, quality=quality, subsampling=subsampling, side=side)
+            writes.append((job, mp, writer.submit(write, job.target, result, info)))
         _collect(writes, report, callbacks, block=True)
     report.seconds = time.perf_counter() - started
     return report
 
 
+def compare_path(target: Path) -> Path:
+    """Where ``--compare`` puts the side-by-side picture of an output."""
+    return target.with_name(f"{target.stem}_compare{target.suffix}")
+
+
 def _write(
-    target: Path, rgb: np.ndarray, info: ImageInfo, quality: int, subsampling: str | None
+    target: Path,
+    rgb: np.ndarray,
+    info: ImageInfo,
+    quality: int,
+    subsampling: str | None,
+    side: np.ndarray | None,
 ) -> None:
     write_image(target, rgb, info, quality=quality, subsampling=subsampling)
+    if side is not None:
+        write_image(compare_path(target), side, quality=quality, subsampling=subsampling)
 
 
 def _collect(writes: list, report: BatchReport, callbacks: BatchCallbacks, block: bool) -> None:

@@ -34,6 +34,7 @@ from llenhance.distributed import DistributedContext
 from llenhance.errors import UserError
 from llenhance.evaluation import evaluate_enhancer
 from llenhance.losses import build_loss
+from llenhance.pictures import write_training_log
 from llenhance.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, enhance_array
 from llenhance.weights import WeightsInfo, save_weights
 
@@ -382,6 +383,7 @@ def train(
                     save_weights(best_path, model, info)
                 save_weights(last_path, model, info)
                 write_checkpoint()
+                write_training_log(out, [asdict(r) for r in history])
             reporter.epoch_end(record)
             if (
                 config.patience

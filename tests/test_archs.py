@@ -267,9 +267,14 @@ def test_llid_exposes_gray_prediction_for_auxiliary_loss() -> None:
     gray = model.last_gray
     assert gray is not None and gray.shape == (2, 1, 20, 28)
     assert gray.min() >= 0 and gray.max() <= 1
-    (y.mean() + F.l1_loss(gray, rgb_to_ycbcr(x)[:, :1])).backward()
+    high = torch.rand(2, 3, 20, 28)
+    aux = model.auxiliary_loss(high)
+    expected = 0.5 * F.l1_loss(gray, rgb_to_ycbcr(high)[:, :1])
+    assert aux.shape == () and torch.allclose(aux, expected)
+    aux.backward()
     assert model.gray_head.weight.grad is not None
     assert model.gray_head.weight.grad.abs().sum() > 0
+    assert model.refine_out.weight.grad is None  # the auxiliary loss trains the gray branch only
 
 
 def test_ycbcr_round_trip() -> None:

@@ -219,3 +219,43 @@ def test_python_dash_m_and_version():
         [sys.executable, "-m", "llenhance", "--version"], capture_output=True, text=True
     )
     assert out.returncode == 0 and out.stdout.startswith("llenhance ")
+
+
+def test_compare_grid_and_training_pictures(tmp_path, shipped):
+    src = write_png(tmp_path / "dark.png", darken(scene(30, 40)))
+    result = run("enhance", src, "-o", tmp_path / "bright.png", "--compare")
+    assert result.exit_code == 0, result.output
+    side = read_rgb(tmp_path / "bright_compare.png")
+    assert side.shape[0] == 30 and side.shape[1] > 80
+    assert np.abs(side[-5:, -10:] - read_rgb(tmp_path / "bright.png")[-5:, -10:]).max() < 1e-6
+
+    data = make_pairs(tmp_path / "val", 3)
+    grid = tmp_path / "grid.png"
+    result = run(
+        "eval", "--data", data, "--weights", shipped / "unet-res.safetensors", "--save-grid", grid
+    )
+    assert result.exit_code == 0, result.output
+    assert read_rgb(grid).shape[1] > 3 * 200  # three columns: input, prediction, reference
+
+    out = tmp_path / "run"
+    result = run(
+        "train",
+        "--data",
+        make_pairs(tmp_path / "train", 4),
+        "--val",
+        data,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--patch",
+        "32",
+        "--model-config",
+        '{"width": 4, "depth": 2}',
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,train_loss") and len(lines) == 3
+    assert read_rgb(out / "curves.png").shape[2] == 3

@@ -8,7 +8,8 @@ Stage 1 (denoise, relight):
    ``basis``-dimensional subspace (see :class:`LocalSubspaceProjection`); a 3x3 conv and a
    sigmoid turn the projected features into the clean grayscale prediction. It is stored as
    ``model.last_gray`` (N, 1, H, W) after every forward so the trainer can add an auxiliary
-   loss; its natural target is the luma (:func:`rgb_to_ycbcr` channel 0) of the reference image.
+   loss; its target is the luma (:func:`rgb_to_ycbcr` channel 0) of the reference image, and
+   :meth:`LLID.auxiliary_loss` (``gray_weight`` times that L1 distance) is what the trainer adds.
 3. The noisy Y is replaced by that prediction and the image converted back to RGB (``I``).
 4. A small U-Net (two max-pool levels, conv + BN + ReLU) sees ``I`` and the raw input and predicts
    a transmission map ``t = 0.05 + 0.95 * sigmoid(.)`` (so t >= 0.05 with a gradient everywhere;
@@ -210,9 +211,11 @@ class LLID(nn.Module):
         a_pool: int,
         sft_channels: int,
         sft_blocks: int,
+        gray_weight: float = 0.5,
     ) -> None:
         super().__init__()
         g = gray_channels
+        self.gray_weight = gray_weight
         self.gray_body = nn.Sequential(
             conv3x3(1, g), nn.ReLU(inplace=True), *(conv_bn_relu(g, g) for _ in range(gray_depth))
         )
@@ -244,6 +247,14 @@ class LLID(nn.Module):
         residual = self.refine_out(self.refine_sft(h, cond))
         return (dehazed + residual).clamp(0.0, 1.0)
 
+    def auxiliary_loss(self, high: torch.Tensor) -> torch.Tensor:
+        """``gray_weight`` x L1 between the last forward's grayscale prediction and the luma of
+        the reference images ``high`` (N, 3, H, W); the trainer adds it to the main loss."""
+        if self.last_gray is None:
+            raise RuntimeError("auxiliary_loss needs a forward pass first")
+        target = rgb_to_ycbcr(high.float())[:, :1]
+        return self.gray_weight * F.l1_loss(self.last_gray.float(), target)
+
 
 @register_arch(
     "llid",
@@ -260,6 +271,7 @@ def llid(
     a_pool: int = 7,
     sft_channels: int = 24,
     sft_blocks: int = 2,
+    gray_weight: float = 0.5,
 ) -> nn.Module:
     return LLID(
         gray_channels,
@@ -270,4 +282,5 @@ def llid(
         check_pool(a_pool, "a_pool"),
         sft_channels,
         sft_blocks,
+        gray_weight,
     )

@@ -109,9 +109,7 @@ def get_arch(name: str) -> ArchSpec:
     except KeyError:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise UserError(
-            f"unknown model '{name}'{hint} (known: {', '.join(_REGISTRY)})"
-        ) from None
+        raise UserError(f"unknown model '{name}'{hint} (known: {', '.join(_REGISTRY)})") from None
 
 
 def create_model(name: str, **config: Any) -> nn.Module:
