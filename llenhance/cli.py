@@ -297,16 +297,17 @@ def models(
     if as_json:
         typer.echo(json.dumps([asdict(e) for e in entries], indent=2))
         return
-    table = Table(title="llenhance models (metrics: shipped weights on their validation set)")
-    for name in ("model", "params", "val PSNR", "val SSIM", "val MAE", "description"):
+    table = Table(title="llenhance models (val metrics stored in the shipped weights)")
+    for name in ("model", "params", "weights", "val PSNR", "val SSIM", "val MAE", "description"):
         table.add_column(name, justify="left" if name in ("model", "description") else "right")
     for e in entries:
         m = e.metrics
         table.add_row(
             e.name,
             f"{e.parameters / 1e6:.2f} M",
+            "shipped" if e.weights else "-",
             *(str(m.get(k, "-")) for k in ("val_psnr", "val_ssim", "val_mae")),
-            e.description if e.weights else f"{e.description} [dim](no shipped weights)[/]",
+            e.description,
         )
     console.print(table)
 

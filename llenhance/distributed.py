@@ -53,8 +53,8 @@ class DistributedContext:
         """DistributedDataParallel when distributed, else ``model``.
 
         On CUDA BatchNorm is synchronised across processes; PyTorch has no SyncBatchNorm on CPU,
-        so there each process normalises over its own share of the batch (use ``norm: group``
-        for results identical to one process).
+        so there each process normalises over its own share of the batch (BatchNorm-free
+        configs, e.g. unet-res with ``norm: none``, give results identical to one process).
         """
         if not self.enabled:
             return model

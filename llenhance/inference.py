@@ -13,6 +13,7 @@ import numpy as np
 from torch import nn
 
 from llenhance.archs import ArchSpec, get_arch
+from llenhance.catalog import DEFAULT_MODEL
 from llenhance.devices import place_model, resolve_device
 from llenhance.errors import UserError
 from llenhance.images import IMAGE_EXTENSIONS, ImageInfo, list_images, read_image, write_image
@@ -20,7 +21,6 @@ from llenhance.pictures import side_by_side
 from llenhance.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, TileProgress, count_tiles, enhance_array
 from llenhance.weights import WeightsInfo, load_model
 
-DEFAULT_MODEL = "unet-res"
 FORMATS = {
     "png": ".png",
     "jpg": ".jpg",

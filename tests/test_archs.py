@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from llenhance.archs import arch_names, count_parameters, create_model, get_arch
+from llenhance.archs.blocks import local_mean
 from llenhance.archs.llid import LocalSubspaceProjection, rgb_to_ycbcr, ycbcr_to_rgb
-from llenhance.archs.se_resnet import local_mean
 
 torch.set_num_threads(1)
 
@@ -137,21 +137,7 @@ def _calibrate_batch_norm(name: str, model: torch.nn.Module, x: torch.Tensor, co
     model.eval()
 
 
-# Known bug outside this test file: unet_res declares receptive_field=180, but a centre output
-# pixel of the default config depends on inputs 122 px away (measured by back-propagation: 245
-# px wide); this test passes for unet-res once it declares >= 245.
-_LOCALITY_XFAIL = {
-    "unet-res": "unet_res.py declares receptive_field=180; measured dependency is 245 px wide",
-}
-_LOCALITY_PARAMS = [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=_LOCALITY_XFAIL[n]))
-    if n in _LOCALITY_XFAIL
-    else n
-    for n in NAMES
-]
-
-
-@pytest.mark.parametrize("name", _LOCALITY_PARAMS)
+@pytest.mark.parametrize("name", NAMES)
 def test_crop_of_output_equals_output_of_crop(name: str) -> None:
     """The model is local: with margin >= receptive_field / 2, a crop's output is exact."""
     spec = get_arch(name)
@@ -263,7 +249,7 @@ def test_histnet_mapping_is_monotone_and_differentiable() -> None:
 def test_llid_exposes_gray_prediction_for_auxiliary_loss() -> None:
     model = create_model("llid", **SMALL["llid"]).train()
     x = torch.rand(2, 3, 20, 28)
-    y = model(x)
+    assert model(x).shape == x.shape
     gray = model.last_gray
     assert gray is not None and gray.shape == (2, 1, 20, 28)
     assert gray.min() >= 0 and gray.max() <= 1

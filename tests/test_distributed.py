@@ -12,7 +12,7 @@ from llenhance.archs import create_model
 from llenhance.training import TrainConfig, train
 from tests.conftest import make_pairs
 
-CONFIG = '{"width": 4, "depth": 2, "norm": "group"}'
+CONFIG = '{"width": 4, "depth": 2, "norm": "none"}'
 
 
 def test_torchrun_two_processes_equal_one_process(tmp_path):

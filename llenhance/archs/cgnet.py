@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llenhance.archs.blocks import LocalChannelAttention, check_pool
 from llenhance.archs.registry import register_arch
-from llenhance.archs.se_resnet import LocalChannelAttention, check_pool
 from llenhance.errors import UserError
 
 

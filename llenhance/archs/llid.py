@@ -33,9 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llenhance.archs.blocks import conv3x3
+from llenhance.archs.blocks import check_pool, conv3x3, local_mean
 from llenhance.archs.registry import register_arch
-from llenhance.archs.se_resnet import check_pool, local_mean
 from llenhance.errors import UserError
 
 _KR, _KG, _KB = 0.299, 0.587, 0.114

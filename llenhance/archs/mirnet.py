@@ -31,9 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llenhance.archs.blocks import conv3x3
+from llenhance.archs.blocks import LocalChannelAttention, check_pool, conv3x3, local_mean
 from llenhance.archs.registry import register_arch
-from llenhance.archs.se_resnet import LocalChannelAttention, check_pool, local_mean
 
 
 class SpatialAttention(nn.Module):

@@ -16,15 +16,14 @@ from llenhance.archs.registry import register_arch
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
-    """``batch`` as in the write-up; ``group`` or ``none`` do not depend on the batch, so
-    data-parallel training on CPU (where SyncBatchNorm is unavailable) matches one process."""
+    """``batch`` as in the write-up; ``none`` does not depend on the batch, so data-parallel
+    training on CPU (where SyncBatchNorm is unavailable) matches one process. (GroupNorm is not
+    offered: its statistics span the whole tile, so tiled output would differ from untiled.)"""
     if kind == "batch":
         return nn.BatchNorm2d(channels)
-    if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
     if kind == "none":
         return nn.Identity()
-    raise ValueError(f"norm must be batch, group or none, not {kind!r}")
+    raise ValueError(f"norm must be batch or none, not {kind!r}")
 
 
 class ResidualBlock(nn.Module):
@@ -88,7 +87,7 @@ class ResUNet(nn.Module):
     "unet-res",
     description="residual U-Net (VLG write-up) with global exposure context",
     multiple=16,
-    receptive_field=180,
+    receptive_field=248,
     context_fn=global_context,
     multiple_fn=lambda config: 2 ** config["depth"],
 )
