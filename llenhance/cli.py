@@ -80,7 +80,12 @@ def _root(
 
 
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-Tile = Annotated[int, typer.Option(help="Tile size in pixels; 0 runs the whole image at once.")]
+Tile = Annotated[
+    str,
+    typer.Option(
+        help="Tile size in pixels; 0 runs the whole image at once; auto sizes it to GPU memory."
+    ),
+]
 Overlap = Annotated[int, typer.Option("--tile-overlap", help="Overlap between tiles in pixels.")]
 Offline = Annotated[
     bool,
@@ -100,7 +105,7 @@ def enhance(
         str | None, typer.Option(help="Weights file, shipped name or hf:// id.")
     ] = None,
     device: Device = "auto",
-    tile: Tile = DEFAULT_TILE,
+    tile: Tile = str(DEFAULT_TILE),
     tile_overlap: Overlap = DEFAULT_OVERLAP,
     fmt: Annotated[
         str | None, typer.Option("--format", help="png, jpg, tif or webp for directory output.")
@@ -164,7 +169,7 @@ def evaluate(
         typer.Option(help="Write a contact sheet of the 3 worst and 3 best images by PSNR."),
     ] = None,
     device: Device = "auto",
-    tile: Tile = DEFAULT_TILE,
+    tile: Tile = str(DEFAULT_TILE),
     tile_overlap: Overlap = DEFAULT_OVERLAP,
     offline: Offline = False,
 ) -> None:

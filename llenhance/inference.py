@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from llenhance.archs import ArchSpec, get_arch
@@ -18,7 +19,14 @@ from llenhance.devices import place_model, resolve_device
 from llenhance.errors import UserError
 from llenhance.images import IMAGE_EXTENSIONS, ImageInfo, list_images, read_image, write_image
 from llenhance.pictures import side_by_side
-from llenhance.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, TileProgress, count_tiles, enhance_array
+from llenhance.tiling import (
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    TileProgress,
+    count_tiles,
+    enhance_array,
+    suggest_tile,
+)
 from llenhance.weights import WeightsInfo, load_model
 
 FORMATS = {
@@ -71,14 +79,15 @@ def load_enhancer(
     weights: str | Path | None = None,
     *,
     device: str = "auto",
-    tile: int = DEFAULT_TILE,
+    tile: int | str = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     amp: bool = True,
     batch_tiles: int | None = None,
     offline: bool | None = None,
 ) -> Enhancer:
     """Load ``weights`` (a path, shipped name or hf:// reference), or the shipped weights of
-    ``model``; AMP and tile batching apply on CUDA only."""
+    ``model``; AMP and tile batching apply on CUDA only. ``tile="auto"`` picks the largest
+    tile that fits in free GPU memory (the default tile on CPU)."""
     if model is not None and "/" not in model:
         get_arch(model)  # an unknown name fails here, with the closest known one suggested
     torch_device = resolve_device(device)
@@ -87,15 +96,31 @@ def load_enhancer(
         raise UserError(f"{weights}: weights are for '{info.arch}', not --model {model}")
     net = place_model(net, torch_device)
     on_cuda = torch_device.type == "cuda"
+    spec = get_arch(info.arch).for_config(info.config)
     return Enhancer(
         model=net,
-        spec=get_arch(info.arch).for_config(info.config),
+        spec=spec,
         info=info,
-        tile=tile,
+        tile=resolve_tile(tile, torch_device, spec),
         overlap=overlap,
         amp=amp and on_cuda,
         batch_tiles=batch_tiles or (4 if on_cuda else 1),
     )
+
+
+def resolve_tile(tile: int | str, device: torch.device, spec: ArchSpec) -> int:
+    """``auto``: on CUDA the largest tile whose activations fit in half the free memory."""
+    if isinstance(tile, int):
+        return tile
+    if tile.strip().lower() == "auto":
+        if device.type != "cuda":
+            return DEFAULT_TILE
+        free, _ = torch.cuda.mem_get_info(device)
+        return suggest_tile(free // 2, spec)
+    try:
+        return int(tile)
+    except ValueError:
+        raise UserError(f"--tile {tile}: expected a number of pixels, 0 or auto") from None
 
 
 def enhance_image(image: np.ndarray, model: str = DEFAULT_MODEL, **options) -> np.ndarray:
