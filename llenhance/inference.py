@@ -123,7 +123,7 @@ def resolve_tile(tile: int | str, device: torch.device, spec: ArchSpec) -> int:
         raise UserError(f"--tile {tile}: expected a number of pixels, 0 or auto") from None
 
 
-def enhance_image(image: np.ndarray, model: str = DEFAULT_MODEL, **options) -> np.ndarray:
+def enhance_image(image: np.ndarray, model: str | None = None, **options) -> np.ndarray:
     """One-call enhancement of an HxWx3 float32 array in [0, 1] (loads the model each call:
     use :func:`load_enhancer` for many images)."""
     return load_enhancer(model, **options)(image)

@@ -259,3 +259,16 @@ def test_compare_grid_and_training_pictures(tmp_path, shipped):
     lines = (out / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,train_loss") and len(lines) == 3
     assert read_rgb(out / "curves.png").shape[2] == 3
+
+
+def test_public_python_api(tmp_path, tiny_weights):
+    import llenhance
+
+    enhancer = llenhance.load_enhancer(weights=tiny_weights, device="cpu")
+    image = darken(scene(20, 28))
+    out = enhancer(image)
+    assert out.shape == image.shape and out.dtype == np.float32
+    direct = llenhance.enhance_image(image, weights=tiny_weights, device="cpu")
+    assert np.array_equal(out, direct)
+    with pytest.raises(AttributeError):
+        llenhance.no_such_name  # noqa: B018
