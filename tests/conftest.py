@@ -16,6 +16,17 @@ from llenhance.weights import WeightsInfo, save_weights
 torch.set_num_threads(2)
 
 TINY_UNET = {"width": 4, "depth": 2}
+#: CLI options for a training run of seconds: two epochs of a tiny unet-res on small crops.
+TINY_TRAIN_ARGS = [
+    "--epochs",
+    "2",
+    "--batch-size",
+    "2",
+    "--patch",
+    "32",
+    "--model-config",
+    '{"width": 4, "depth": 2}',
+]
 
 
 def scene(height: int, width: int, seed: int = 0) -> np.ndarray:

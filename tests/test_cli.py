@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from llenhance.cli import app
 from llenhance.images import read_rgb
 from llenhance.metrics import psnr
-from tests.conftest import darken, make_pairs, scene, write_png
+from tests.conftest import TINY_TRAIN_ARGS, darken, make_pairs, scene, write_png
 
 runner = CliRunner()
 
@@ -130,14 +130,7 @@ def test_train_command_end_to_end(tmp_path):
         data,
         "--val-split",
         "0.25",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "2",
-        "--patch",
-        "32",
-        "--model-config",
-        '{"width": 4, "depth": 2}',
+        *TINY_TRAIN_ARGS,
         "--out",
         out,
         "--loss",
@@ -156,14 +149,9 @@ def test_train_command_end_to_end(tmp_path):
         data,
         "--val-split",
         "0.25",
-        "--epochs",
+        *TINY_TRAIN_ARGS,
+        "--epochs",  # the last value given wins: resume up to epoch 3
         "3",
-        "--batch-size",
-        "2",
-        "--patch",
-        "32",
-        "--model-config",
-        '{"width": 4, "depth": 2}',
         "--out",
         out,
         "--resume",
@@ -244,14 +232,7 @@ def test_compare_grid_and_training_pictures(tmp_path, shipped):
         make_pairs(tmp_path / "train", 4),
         "--val",
         data,
-        "--epochs",
-        "2",
-        "--batch-size",
-        "2",
-        "--patch",
-        "32",
-        "--model-config",
-        '{"width": 4, "depth": 2}',
+        *TINY_TRAIN_ARGS,
         "--out",
         out,
     )
