@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from llenhance.errors import UserError
 
@@ -28,3 +29,24 @@ def resolve_device(name: str = "auto") -> torch.device:
 def place_model(model: nn.Module, device: torch.device) -> nn.Module:
     """Move ``model`` to ``device`` in channels-last layout (1.6-2x faster convolutions on CPU)."""
     return model.to(device=device, memory_format=torch.channels_last)
+
+
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm that directly follows a convolution into that convolution.
+
+    Inference only: the result computes the same function with one memory pass fewer per layer.
+    """
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.named_children())
+        for (name, conv), (bn_name, bn) in zip(children, children[1:], strict=False):
+            if (
+                isinstance(conv, nn.Conv2d)
+                and isinstance(bn, nn.BatchNorm2d)
+                and bn.track_running_stats
+                and not bn.training
+            ):
+                setattr(module, name, fuse_conv_bn_eval(conv, bn))
+                setattr(module, bn_name, nn.Identity())
+    return model

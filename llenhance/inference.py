@@ -15,7 +15,7 @@ from torch import nn
 
 from llenhance.archs import ArchSpec, get_arch
 from llenhance.catalog import DEFAULT_MODEL
-from llenhance.devices import place_model, resolve_device
+from llenhance.devices import fuse_batchnorm, place_model, resolve_device
 from llenhance.errors import UserError
 from llenhance.images import IMAGE_EXTENSIONS, ImageInfo, list_images, read_image, write_image
 from llenhance.pictures import side_by_side
@@ -94,7 +94,7 @@ def load_enhancer(
     net, info = load_model(weights or model or DEFAULT_MODEL, device=torch_device, offline=offline)
     if model is not None and "/" not in model and weights is not None and info.arch != model:
         raise UserError(f"{weights}: weights are for '{info.arch}', not --model {model}")
-    net = place_model(net, torch_device)
+    net = place_model(fuse_batchnorm(net), torch_device)
     on_cuda = torch_device.type == "cuda"
     spec = get_arch(info.arch).for_config(info.config)
     return Enhancer(

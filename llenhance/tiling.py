@@ -21,8 +21,8 @@ from llenhance.archs.context import whole_image_context
 from llenhance.errors import UserError
 from llenhance.images import to_float, to_uint8, to_uint16
 
-DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 64
+DEFAULT_TILE = 640
+DEFAULT_OVERLAP = 96
 
 TileProgress = Callable[[int, int], None]
 

@@ -38,3 +38,22 @@ def test_suggest_tile_is_on_the_grid_and_has_a_floor():
     spec = get_arch("unet-res")
     assert suggest_tile(0, spec) == 2 * spec.multiple
     assert suggest_tile(2048 * 1000 * 1000, spec) % spec.multiple == 0
+
+
+def test_fused_batchnorm_computes_the_same_function():
+    from llenhance.archs import create_model
+    from llenhance.devices import fuse_batchnorm
+
+    torch.manual_seed(0)
+    model = create_model("unet-res", width=4, depth=2)
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(4, 3, 32, 32))  # non-trivial running statistics
+    model.eval()
+    x = torch.rand(1, 3, 48, 40)
+    with torch.no_grad():
+        before = model(x)
+        fused = fuse_batchnorm(model)
+        after = fused(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
