@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
 )
-_state = {"debug": False, "quiet": False}
+_state = {"debug": False, "quiet": False, "verbose": False}
 
 EXIT_PARTIAL = 1
 EXIT_USER_ERROR = 2
@@ -72,11 +72,14 @@ def _version(value: bool) -> None:
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="One line per image; training notes.")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    _state.update(debug=debug, quiet=quiet)
+    _state.update(debug=debug, quiet=quiet, verbose=verbose)
 
 
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
@@ -111,6 +114,9 @@ def enhance(
         str | None, typer.Option("--format", help="png, jpg, tif or webp for directory output.")
     ] = None,
     quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    subsampling: Annotated[
+        str | None, typer.Option(help="JPEG chroma subsampling: 4:4:4, 4:2:2 or 4:2:0.")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing outputs.")] = False,
     compare: Annotated[
         bool, typer.Option(help="Also write NAME_compare.EXT: input | output, labelled.")
@@ -133,8 +139,9 @@ def enhance(
             enhancer,
             force=force,
             quality=quality,
+            subsampling=subsampling,
             compare=compare,
-            callbacks=RichBatchCallbacks(progress, len(jobs)),
+            callbacks=RichBatchCallbacks(progress, len(jobs), verbose=_state["verbose"]),
         )
     if len(jobs) == 1 and report.failed:
         raise UserError(report.failed[0][1])

@@ -99,8 +99,9 @@ def progress_bar(**columns) -> Progress:
 class RichBatchCallbacks(BatchCallbacks):
     """An images bar, plus a tiles bar showing megapixels per second for the current image."""
 
-    def __init__(self, progress: Progress, total: int) -> None:
+    def __init__(self, progress: Progress, total: int, verbose: bool = False) -> None:
         self.progress = progress
+        self.verbose = verbose
         self.images: TaskID = progress.add_task("images", total=total, rate="")
         self.tiles: TaskID | None = None
         self.started = time.perf_counter()
@@ -121,6 +122,10 @@ class RichBatchCallbacks(BatchCallbacks):
         self.progress.update(self.tiles, completed=done, rate=rate)
 
     def image_end(self, job: Job, status: str, megapixels: float) -> None:
+        if self.verbose:
+            seconds = time.perf_counter() - self.image_started
+            detail = f"{megapixels:.1f} MP in {seconds:.1f} s" if status == "done" else status
+            self.progress.console.print(f"{job.source} -> {job.target}: {detail}")
         self.megapixels += megapixels
         elapsed = time.perf_counter() - self.started
         rate = f"{self.megapixels / elapsed:.2f} MP/s" if elapsed > 0 and self.megapixels else ""

@@ -253,3 +253,38 @@ def test_public_python_api(tmp_path, tiny_weights):
     assert np.array_equal(out, direct)
     with pytest.raises(AttributeError):
         llenhance.no_such_name  # noqa: B018
+
+
+def test_jpeg_options_and_verbose(tmp_path, shipped):
+    from PIL import Image, JpegImagePlugin
+
+    src = write_png(tmp_path / "in.png", darken(scene(32, 48)))
+    for sub, expected in (("4:4:4", 0), ("4:2:0", 2)):
+        out = tmp_path / f"o{expected}.jpg"
+        result = run("-v", "enhance", src, "-o", out, "--quality", "80", "--subsampling", sub)
+        assert result.exit_code == 0, result.output
+        assert "in.png ->" in result.output  # --verbose: one line per image
+        with Image.open(out) as im:
+            assert JpegImagePlugin.get_sampling(im) == expected
+    bad = run("enhance", src, "-o", tmp_path / "x.jpg", "--subsampling", "4:1:1")
+    assert bad.exit_code == 2 and "subsampling" in bad.output
+
+
+def test_batch_memory_does_not_grow_with_the_number_of_images(tmp_path, tiny_weights):
+    """Peak traced allocation (numpy arrays included) for 12 images is that of 3 images."""
+    import tracemalloc
+
+    from llenhance.inference import enhance_files, load_enhancer, plan_jobs
+
+    for i in range(12):
+        write_png(tmp_path / "in" / f"{i:02d}.png", darken(scene(256, 320, seed=i)))
+    enhancer = load_enhancer(weights=tiny_weights, device="cpu")
+    peaks = []
+    for count, name in ((3, "a"), (12, "b")):
+        jobs = plan_jobs([tmp_path / "in"], tmp_path / name)[:count]
+        tracemalloc.start()
+        report = enhance_files(jobs, enhancer)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert len(report.done) == count
+    assert peaks[1] < 1.25 * peaks[0]
