@@ -342,5 +342,22 @@ def push(
     console.print(f"uploaded: use it with --weights {ref}")
 
 
+@app.command()
+@_guarded
+def export(
+    source: Annotated[str, typer.Argument(help="Weights file or shipped name.")],
+    target: Annotated[Path, typer.Argument(help="Where to write the copy.")],
+    half: Annotated[
+        bool, typer.Option(help="Store float tensors as float16 (half the size).")
+    ] = True,
+) -> None:
+    """Copy weights after validating them, by default as float16 to share or ship."""
+    from llenhance.render import console
+    from llenhance.weights import export_weights
+
+    path = export_weights(source, target, half=half)
+    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
 def main() -> None:
     app()

@@ -162,3 +162,13 @@ def load_model(
     load_state(path, model, info)
     model.eval().to(device)
     return model, info
+
+
+def export_weights(source: str | Path, target: str | Path, half: bool = True) -> Path:
+    """Copy a weights file, validated, with floating-point tensors stored as float16 (half the
+    size; loading casts them back to float32). Metadata is kept and marked."""
+    model, info = load_model(source)
+    if half:
+        model = model.half()
+        info.training = {**info.training, "stored_as": "float16"}
+    return save_weights(target, model, info)

@@ -112,3 +112,17 @@ def test_save_is_atomic_and_keeps_no_temp(tmp_path):
     save_weights(target, model, WeightsInfo(arch="unet-res", config=TINY_UNET, training={"k": 1}))
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
     assert json.loads(read_info(target).to_metadata()["llenhance.training"]) == {"k": 1}
+
+
+def test_half_precision_export_loads_as_float32(tmp_path, tiny_weights):
+    from llenhance.weights import export_weights
+
+    half = export_weights(tiny_weights, tmp_path / "half.safetensors")
+    assert half.stat().st_size < 0.6 * tiny_weights.stat().st_size
+    full_model, _ = load_model(tiny_weights)
+    half_model, info = load_model(half)
+    assert info.training["stored_as"] == "float16" and info.metrics == {"val_psnr": 12.5}
+    assert all(p.dtype == torch.float32 for p in half_model.parameters())
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert (half_model(x) - full_model(x)).abs().max() < 5e-3
