@@ -241,6 +241,15 @@ def train(
     ] = "l1+0.2*ssim",
     schedule: Annotated[str, typer.Option(help="cosine (with warm-up) or plateau.")] = "cosine",
     warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warm-up steps (cosine).")] = 200,
+    identity_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of (reference, reference) pairs.")
+    ] = 0.1,
+    exposure_jitter: Annotated[
+        float, typer.Option(min=1.0, help="Scale low exposure by up to this factor either way.")
+    ] = 2.0,
+    init: Annotated[
+        str | None, typer.Option(help="Start from these weights (fine-tune; same config).")
+    ] = None,
     out: Annotated[
         Path, typer.Option(help="Folder for best/last weights and the checkpoint.")
     ] = Path("runs/train"),
@@ -278,6 +287,9 @@ def train(
         loss=loss,
         schedule=schedule,
         warmup_steps=warmup_steps,
+        identity_fraction=identity_fraction,
+        exposure_jitter=exposure_jitter,
+        init=init,
         out=str(out),
         seed=seed,
         device=device,

@@ -20,7 +20,12 @@ from torch.utils.data import Dataset, Sampler
 from llenhance.archs.context import whole_image_context
 from llenhance.errors import UserError
 from llenhance.images import IMAGE_EXTENSIONS, read_rgb, to_uint8
-from llenhance.synthesis import SynthesisParams, synthesize_low_light
+from llenhance.synthesis import (
+    SynthesisParams,
+    linear_to_srgb,
+    srgb_to_linear,
+    synthesize_low_light,
+)
 
 T = TypeVar("T", "Pair", Path)
 
@@ -116,8 +121,13 @@ class PairDataset(Dataset):
         context_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
         seed: int = 0,
         augment: bool = True,
+        identity_fraction: float = 0.0,
+        exposure_jitter: float = 1.0,
     ) -> None:
         self.names = [p.name for p in pairs]
+        self.context_fn = context_fn
+        self.identity_fraction = identity_fraction
+        self.exposure_jitter = exposure_jitter
         self.lows: list[np.ndarray] = []
         self.highs: list[np.ndarray] = []
         self.contexts: list[torch.Tensor | None] = []
@@ -152,12 +162,32 @@ class PairDataset(Dataset):
     def full_pair(
         self, index: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
-        """The whole 8-bit (low, high) pair and the low image's context for one item."""
-        return self.lows[index], self.highs[index], self.contexts[index]
+        """The whole 8-bit (low, high) pair and the low image's context for one item.
+
+        With ``identity_fraction`` some items are (high, high): the net learns to leave a
+        well-exposed photo alone. With ``exposure_jitter`` k > 1 the low image's exposure is
+        scaled in linear light by a log-uniform factor in [1/k, k]: the same scene, brighter or
+        darker, must map to the same reference.
+        """
+        low, high, context = self.lows[index], self.highs[index], self.contexts[index]
+        if self.identity_fraction and rng.random() < self.identity_fraction:
+            low = high
+        elif self.exposure_jitter > 1.0:
+            factor = float(np.exp(rng.uniform(-1.0, 1.0) * np.log(self.exposure_jitter)))
+            linear = srgb_to_linear(low.astype(np.float32) / np.float32(255)) * factor
+            low = to_uint8(linear_to_srgb(linear))
+        else:
+            return low, high, context
+        if self.context_fn is not None:
+            context = whole_image_context(low, self.context_fn)[0].clone()
+        return low, high, context
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        low, high, context = self.full_pair(index, rng)
+        # The pair's own randomness has its own stream, so crops do not depend on it.
+        low, high, context = self.full_pair(
+            index, np.random.default_rng([self.seed, self.epoch, index, 1])
+        )
         low, high = self._crop(low, high, rng)
         if self.augment:
             low, high = augment([low, high], rng)
@@ -205,6 +235,8 @@ class SyntheticPairDataset(PairDataset):
         params: SynthesisParams | None = None,
     ) -> None:
         self.names = [p.stem for p in photos]
+        self.identity_fraction = 0.0
+        self.exposure_jitter = 1.0
         self.highs = [to_uint8(read_rgb(p)) for p in photos]
         self.lows = self.highs
         self.context_fn = context_fn

@@ -36,7 +36,7 @@ from llenhance.evaluation import evaluate_enhancer
 from llenhance.losses import build_loss
 from llenhance.pictures import write_training_log
 from llenhance.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, enhance_array
-from llenhance.weights import WeightsInfo, save_weights
+from llenhance.weights import WeightsInfo, load_state, read_info, resolve_weights, save_weights
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 
@@ -51,6 +51,9 @@ class TrainConfig:
     val: str | None = None
     val_split: float = 0.0
     synthesize: bool = False
+    identity_fraction: float = 0.1
+    exposure_jitter: float = 2.0
+    init: str | None = None
     epochs: int = 100
     batch_size: int = 4
     patch: int = 256
@@ -163,13 +166,33 @@ def _datasets(config: TrainConfig, spec):
         pairs = find_pairs(config.data)
         if config.val_split:
             pairs, val = split_pairs(pairs, config.val_split, config.seed)
-        dataset = PairDataset(pairs, config.patch, spec.context_fn, seed=config.seed)
+        dataset = PairDataset(
+            pairs,
+            config.patch,
+            spec.context_fn,
+            seed=config.seed,
+            identity_fraction=config.identity_fraction,
+            exposure_jitter=config.exposure_jitter,
+        )
     if len(dataset) < config.batch_size:
         raise UserError(
             f"{config.data}: {len(dataset)} training items, "
             f"fewer than --batch-size {config.batch_size}"
         )
     return dataset, val
+
+
+def init_from(model: torch.nn.Module, path: str, arch: str, config: dict[str, Any]) -> None:
+    """Start from trained weights (fine-tuning): same architecture and config required."""
+    source = resolve_weights(path)
+    info = read_info(source)
+    spec = get_arch(arch)
+    wanted = spec.full_config(**config)
+    if info.arch != arch or spec.full_config(**info.config) != wanted:
+        raise UserError(
+            f"--init {path}: weights are {info.arch} {info.config}, not {arch} {wanted}"
+        )
+    load_state(source, model, info)
 
 
 def _weights_info(
@@ -183,7 +206,18 @@ def _weights_info(
         "epochs": epoch,
         "seconds": round(seconds, 1),
         **{
-            k: getattr(config, k) for k in ("loss", "patch", "batch_size", "lr", "seed", "schedule")
+            k: getattr(config, k)
+            for k in (
+                "loss",
+                "patch",
+                "batch_size",
+                "lr",
+                "seed",
+                "schedule",
+                "identity_fraction",
+                "exposure_jitter",
+                "init",
+            )
         },
     }
     return WeightsInfo(
@@ -217,8 +251,10 @@ def train(
     loss_fn = build_loss(config.loss)
     model = place_model(spec.build(**config.model_config), device)
     dataset, val_pairs = _datasets(config, spec)
+    if config.init and not resume:
+        init_from(model, config.init, spec.name, config.model_config)
     fit = getattr(model, "fit_preprocessor", None)
-    if fit is not None and not resume:
+    if fit is not None and not resume and not config.init:
         fit(*dataset.float_pairs())
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay

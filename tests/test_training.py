@@ -26,6 +26,8 @@ def _config(data, out, **overrides) -> TrainConfig:
         device="cpu",
         seed=7,
         command="test",
+        identity_fraction=0.0,  # augmentations have their own test
+        exposure_jitter=1.0,
     )
     return TrainConfig(**{**base, **overrides})
 
@@ -103,3 +105,41 @@ def test_too_few_pairs_for_a_batch(tmp_path):
     data = make_pairs(tmp_path / "train", 2)
     with pytest.raises(UserError, match="fewer than --batch-size"):
         train(_config(data, tmp_path / "x", batch_size=4))
+
+
+def test_identity_and_exposure_jitter_augmentation(tmp_path):
+    from llenhance.archs import get_arch
+    from llenhance.data import PairDataset, find_pairs
+
+    pairs = find_pairs(make_pairs(tmp_path / "d", 4))
+    spec = get_arch("unet-res")
+    always_identity = PairDataset(pairs, 32, spec.context_fn, identity_fraction=1.0)
+    item = always_identity[0]
+    assert torch.equal(item["low"], item["high"])
+    plain = PairDataset(pairs, 32, spec.context_fn)
+    jittered = PairDataset(pairs, 32, spec.context_fn, exposure_jitter=4.0)
+    ratios = [float(jittered[i]["low"].mean() / plain[i]["low"].mean()) for i in range(4)]
+    assert max(abs(r - 1) for r in ratios) > 0.05  # exposure changed...
+    assert all(torch.equal(jittered[i]["high"], plain[i]["high"]) for i in range(4))  # target not
+    assert not torch.equal(jittered[0]["context"], plain[0]["context"])  # context follows the input
+
+
+def test_init_fine_tunes_from_weights_and_checks_the_config(tmp_path):
+    data = make_pairs(tmp_path / "train", 4)
+    first = train(_config(data, tmp_path / "a", epochs=1))
+    tuned = train(
+        _config(data, tmp_path / "b", epochs=1, init=str(first.last_path), lr=1e-9, warmup_steps=0)
+    )
+    a, b = load_file(str(first.last_path)), load_file(str(tuned.last_path))
+    conv = next(k for k in a if k.endswith("weight") and a[k].ndim == 4)
+    assert torch.allclose(a[conv], b[conv], atol=1e-6)  # started from it, barely moved
+    with pytest.raises(UserError, match="--init"):
+        train(
+            _config(
+                data,
+                tmp_path / "c",
+                epochs=1,
+                init=str(first.last_path),
+                model_config={"width": 8, "depth": 2},
+            )
+        )
