@@ -1,0 +1,76 @@
+"""Held-out checks that were never used for training or model selection:
+
+- synthetic: low-light versions of ``photos/`` (llenhance.synthesis, fixed seed) scored against
+  the original photos (PSNR, SSIM);
+- identity: the well-exposed ``photos/`` themselves: a good enhancer leaves them nearly alone
+  (PSNR of output vs input; a low value means it over-brightens or shifts colours);
+- DICM: real dark photos without references: mean luminance of input and output.
+
+    python -m benchmarks.robustness [--models unet-res,dncnn] [--limit 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks._common import DATA
+from llenhance.archs import arch_names
+from llenhance.data import find_photos
+from llenhance.evaluation import quantize
+from llenhance.images import read_rgb
+from llenhance.inference import load_enhancer
+from llenhance.metrics import psnr, ssim
+from llenhance.synthesis import synthesize_low_light
+from llenhance.weights import shipped_path
+
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=None, help="comma-separated (default: all shipped)")
+    parser.add_argument("--limit", type=int, default=40, help="photos per set")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    photos = [read_rgb(p) for p in find_photos(DATA / "photos")[: args.limit]]
+    dark = [synthesize_low_light(p, np.random.default_rng([2026, i])) for i, p in enumerate(photos)]
+    dicm = [read_rgb(p) for p in find_photos(DATA / "unpaired" / "dicm")[: args.limit]]
+    names = (
+        args.models.split(",")
+        if args.models
+        else [n for n in arch_names() if shipped_path(n).is_file()]
+    )
+    table = Table(title=f"held-out robustness ({len(photos)} photos, {len(dicm)} DICM)")
+    for col in (
+        "model",
+        "synthetic PSNR",
+        "synthetic SSIM",
+        "identity PSNR",
+        "DICM luma in",
+        "DICM luma out",
+    ):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for name in names:
+        enhance = load_enhancer(name, device="cpu")
+        outs = [quantize(enhance(d)) for d in dark]
+        same = [quantize(enhance(p)) for p in photos]
+        lit = [enhance(d) for d in dicm]
+        table.add_row(
+            name,
+            f"{np.mean([psnr(o, p) for o, p in zip(outs, photos, strict=True)]):.2f}",
+            f"{np.mean([ssim(o, p) for o, p in zip(outs, photos, strict=True)]):.3f}",
+            f"{np.mean([psnr(s, p) for s, p in zip(same, photos, strict=True)]):.2f}",
+            f"{np.mean([(d @ LUMA).mean() for d in dicm]):.3f}",
+            f"{np.mean([(o @ LUMA).mean() for o in lit]):.3f}",
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
