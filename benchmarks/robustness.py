@@ -33,7 +33,9 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=None, help="comma-separated (default: all shipped)")
+    parser.add_argument(
+        "--models", default=None, help="shipped names or weights paths (default: all shipped)"
+    )
     parser.add_argument("--limit", type=int, default=40, help="photos per set")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -57,7 +59,7 @@ def main() -> None:
     ):
         table.add_column(col, justify="left" if col == "model" else "right")
     for name in names:
-        enhance = load_enhancer(name, device="cpu")
+        enhance = load_enhancer(weights=name, device="cpu")
         outs = [quantize(enhance(d)) for d in dark]
         same = [quantize(enhance(p)) for p in photos]
         lit = [enhance(d) for d in dicm]
