@@ -1,7 +1,7 @@
 """The comparison table at the end of weights/README.md: every shipped model's size, CPU time for
 a 512x512 image, validation quality and file size.
 
-    python benchmarks/models.py [--threads 2] [--markdown]
+    python -m benchmarks.models [--threads 2] [--markdown]
 """
 
 from __future__ import annotations

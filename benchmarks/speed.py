@@ -5,7 +5,7 @@ a 1080p and a 4K photo from ``unpaired/real-hd`` and a generated 7680x4320 image
 the plain untiled forward on 1024x1024 (tiling overhead as a throughput ratio) and the max abs
 difference between tiled and untiled output where untiled fits.
 
-    python benchmarks/speed.py [--models unet-res,dncnn] [--sizes 512,1080p,4k,8k]
+    python -m benchmarks.speed [--models unet-res,dncnn] [--sizes 512,1080p,4k,8k]
 """
 
 from __future__ import annotations
