@@ -53,7 +53,7 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
         "--out",
         str(tmp_path / "ddp"),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert done.stdout.count("training unet-res") == 1  # only rank 0 reports
     assert (tmp_path / "ddp" / "best.safetensors").exists()

@@ -60,7 +60,7 @@ def _start(data: Path, out: Path) -> subprocess.Popen:
     )
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 900) -> None:
     deadline = time.time() + timeout
     while not path.exists():
         assert proc.poll() is None, proc.stdout.read()
@@ -94,7 +94,7 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_is_bit_exact(tmp_path):
     proc = _start(data, tmp_path / "killed")
     _wait_for(tmp_path / "killed" / "checkpoint.safetensors", proc)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.wait(timeout=120)
     load_model(tmp_path / "killed" / "last.safetensors")  # the last complete weights load
     resumed = train(_config(data, tmp_path / "killed"), resume=True)
     straight = train(_config(data, tmp_path / "straight"))
@@ -107,7 +107,7 @@ def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path):
     proc = _start(data, tmp_path / "run")
     _wait_for(tmp_path / "run" / "last.safetensors", proc)
     proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=60)
+    output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 130, output
     assert "continue with --resume" in output and "Traceback" not in output
     resumed = train(_config(data, tmp_path / "run"), resume=True)
