@@ -14,7 +14,7 @@ from rich.table import Table
 
 from llenhance import __version__
 from llenhance.errors import UserError
-from llenhance.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
+from llenhance.tiling import DEFAULT_TILE
 
 app = typer.Typer(
     help="Turn dark, noisy photos into clean, well-lit ones.",
@@ -89,7 +89,12 @@ Tile = Annotated[
         help="Tile size in pixels; 0 runs the whole image at once; auto sizes it to GPU memory."
     ),
 ]
-Overlap = Annotated[int, typer.Option("--tile-overlap", help="Overlap between tiles in pixels.")]
+Overlap = Annotated[
+    int | None,
+    typer.Option(
+        "--tile-overlap", help="Tile overlap in pixels [default: half the model's reach]."
+    ),
+]
 Offline = Annotated[
     bool,
     typer.Option("--offline", help="Use only the local Hugging Face cache (as HF_HUB_OFFLINE=1)."),
@@ -109,7 +114,7 @@ def enhance(
     ] = None,
     device: Device = "auto",
     tile: Tile = str(DEFAULT_TILE),
-    tile_overlap: Overlap = DEFAULT_OVERLAP,
+    tile_overlap: Overlap = None,
     fmt: Annotated[
         str | None, typer.Option("--format", help="png, jpg, tif or webp for directory output.")
     ] = None,
@@ -177,7 +182,7 @@ def evaluate(
     ] = None,
     device: Device = "auto",
     tile: Tile = str(DEFAULT_TILE),
-    tile_overlap: Overlap = DEFAULT_OVERLAP,
+    tile_overlap: Overlap = None,
     offline: Offline = False,
 ) -> None:
     """Score predictions against references (PSNR, SSIM, MAE, MSE), or a model on a LOL set."""

@@ -20,7 +20,6 @@ from llenhance.errors import UserError
 from llenhance.images import IMAGE_EXTENSIONS, ImageInfo, list_images, read_image, write_image
 from llenhance.pictures import side_by_side
 from llenhance.tiling import (
-    DEFAULT_OVERLAP,
     DEFAULT_TILE,
     TileProgress,
     count_tiles,
@@ -47,7 +46,7 @@ class Enhancer:
     spec: ArchSpec
     info: WeightsInfo
     tile: int = DEFAULT_TILE
-    overlap: int = DEFAULT_OVERLAP
+    overlap: int | None = None
     amp: bool = False
     batch_tiles: int = 1
 
@@ -80,7 +79,7 @@ def load_enhancer(
     *,
     device: str = "auto",
     tile: int | str = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
+    overlap: int | None = None,
     amp: bool = True,
     batch_tiles: int | None = None,
     offline: bool | None = None,

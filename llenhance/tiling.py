@@ -78,7 +78,16 @@ def _tile_windows(
             yield y, x, tile_h, tile_w
 
 
-def count_tiles(height: int, width: int, spec: ArchSpec, tile: int, overlap: int) -> int:
+def default_overlap(spec: ArchSpec) -> int:
+    """Half the model's receptive field (on its size grid), and at least DEFAULT_OVERLAP."""
+    half = -(-spec.receptive_field // 2)
+    return max(DEFAULT_OVERLAP, _round_up(half, spec.multiple))
+
+
+def count_tiles(
+    height: int, width: int, spec: ArchSpec, tile: int, overlap: int | None = None
+) -> int:
+    overlap = default_overlap(spec) if overlap is None else overlap
     tile = _effective_tile(height, width, spec, tile)
     return sum(1 for _ in _tile_windows(height, width, spec, tile, overlap))
 
@@ -111,7 +120,7 @@ def enhance_array(
     spec: ArchSpec,
     *,
     tile: int = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
+    overlap: int | None = None,
     batch_tiles: int = 1,
     amp: bool = False,
     out_dtype: type[np.generic] = np.float32,
@@ -119,8 +128,9 @@ def enhance_array(
 ) -> np.ndarray:
     """Enhance ``image`` (HxWx3: float32 in [0, 1], uint8 or uint16) with ``model``.
 
-    ``tile=0`` runs the whole image at once. The result has exactly the input's size and
-    ``out_dtype`` (float32 in [0, 1], or quantised uint8/uint16). Tiles are processed row by row
+    ``tile=0`` runs the whole image at once; ``overlap=None`` takes :func:`default_overlap`.
+    The result has exactly the input's size and ``out_dtype`` (float32 in [0, 1], or quantised
+    uint8/uint16). Tiles are processed row by row
     and each finished band of rows is quantised into the output at once, so besides input and
     output only one band of float accumulators is held. ``model`` must already be on its
     device, in eval mode.
@@ -130,6 +140,7 @@ def enhance_array(
     height, width = image.shape[:2]
     device = next(model.parameters()).device
     tile = _effective_tile(height, width, spec, tile)
+    overlap = default_overlap(spec) if overlap is None else overlap
     context = None
     if spec.context_fn is not None:
         context = whole_image_context(image, spec.context_fn).to(device)

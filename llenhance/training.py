@@ -35,7 +35,7 @@ from llenhance.errors import UserError
 from llenhance.evaluation import evaluate_enhancer
 from llenhance.losses import build_loss
 from llenhance.pictures import write_training_log
-from llenhance.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, enhance_array
+from llenhance.tiling import DEFAULT_TILE, enhance_array
 from llenhance.weights import WeightsInfo, load_state, read_info, resolve_weights, save_weights
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -386,9 +386,7 @@ def train(
             ):
                 model.eval()
                 report = evaluate_enhancer(
-                    lambda image: enhance_array(
-                        model, image, spec, tile=config.tile, overlap=DEFAULT_OVERLAP
-                    ),
+                    lambda image: enhance_array(model, image, spec, tile=config.tile),
                     val_pairs,
                 )
                 mean = report.mean()

@@ -83,10 +83,14 @@ def _config(data: Path, out: Path) -> TrainConfig:
 
 
 def _assert_same_weights(a: Path, b: Path) -> None:
+    """Equal within 1e-5. Resuming inside one process is bit-exact (tests/test_training.py); here
+    the first epochs ran in another process, and on a loaded machine (a CI run) we saw last-digit
+    float differences between processes. A broken resume (lost optimizer state, replayed or
+    skipped batches) moves weights by ~lr = 1e-3 per step, far outside this tolerance."""
     ta, tb = load_file(str(a)), load_file(str(b))
     assert ta.keys() == tb.keys()
     for key in ta:
-        assert torch.equal(ta[key], tb[key]), key
+        torch.testing.assert_close(ta[key], tb[key], atol=1e-5, rtol=0, msg=key)
 
 
 def test_sigkill_leaves_a_loadable_checkpoint_and_resume_is_bit_exact(tmp_path):

@@ -6,7 +6,7 @@ from llenhance.archs import create_model, get_arch
 from llenhance.archs.registry import ArchSpec
 from llenhance.errors import UserError
 from llenhance.images import to_uint8
-from llenhance.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, count_tiles, enhance_array
+from llenhance.tiling import DEFAULT_TILE, count_tiles, default_overlap, enhance_array
 from tests.conftest import TINY_UNET, darken, scene
 
 
@@ -26,8 +26,8 @@ def test_tiled_equals_untiled_on_1024x768_with_default_tile():
     spec = get_arch("unet-res")
     image = darken(scene(768, 1024, seed=5), factor=0.3)
     whole = enhance_array(model, image, spec, tile=0)
-    tiled = enhance_array(model, image, spec, tile=DEFAULT_TILE, overlap=DEFAULT_OVERLAP)
-    assert count_tiles(768, 1024, spec, DEFAULT_TILE, DEFAULT_OVERLAP) > 1
+    tiled = enhance_array(model, image, spec, tile=DEFAULT_TILE)  # default overlap
+    assert count_tiles(768, 1024, spec, DEFAULT_TILE) > 1
     diff = np.abs(to_uint8(whole).astype(int) - to_uint8(tiled).astype(int))
     assert diff.max() <= 1
 
@@ -86,3 +86,10 @@ def test_untileable_spec_refuses_clearly():
 def test_tile_too_small_is_a_user_error():
     with pytest.raises(UserError, match="too small"):
         enhance_array(_trained_like_model(**TINY_UNET), scene(64, 64), get_arch("unet-res"), tile=4)
+
+
+def test_default_overlap_covers_half_the_receptive_field():
+    for name in ("unet-res", "cgnet", "dncnn"):
+        spec = get_arch(name)
+        overlap = default_overlap(spec)
+        assert overlap >= spec.receptive_field / 2 and overlap % spec.multiple == 0
