@@ -13,7 +13,10 @@ REAL_HD = DATA / "unpaired" / "real-hd"
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MB (Linux ru_maxrss is in KB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process in MB: VmHWM, which starts afresh at exec (unlike
+    getrusage's ru_maxrss, which Linux carries over from the parent across fork and exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
