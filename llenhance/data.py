@@ -124,10 +124,8 @@ class PairDataset(Dataset):
         identity_fraction: float = 0.0,
         exposure_jitter: float = 1.0,
     ) -> None:
+        self._sampling(patch, context_fn, seed, augment, identity_fraction, exposure_jitter)
         self.names = [p.name for p in pairs]
-        self.context_fn = context_fn
-        self.identity_fraction = identity_fraction
-        self.exposure_jitter = exposure_jitter
         self.lows: list[np.ndarray] = []
         self.highs: list[np.ndarray] = []
         self.contexts: list[torch.Tensor | None] = []
@@ -138,9 +136,23 @@ class PairDataset(Dataset):
             self.contexts.append(
                 None if context_fn is None else whole_image_context(low, context_fn)[0].clone()
             )
+
+    def _sampling(
+        self,
+        patch: int,
+        context_fn: Callable[[torch.Tensor], torch.Tensor] | None,
+        seed: int,
+        augment: bool,
+        identity_fraction: float,
+        exposure_jitter: float,
+    ) -> None:
+        """The settings that decide what each (epoch, index) item looks like."""
         self.patch = patch
+        self.context_fn = context_fn
         self.seed = seed
         self.augment = augment
+        self.identity_fraction = identity_fraction
+        self.exposure_jitter = exposure_jitter
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -234,17 +246,11 @@ class SyntheticPairDataset(PairDataset):
         augment: bool = True,
         params: SynthesisParams | None = None,
     ) -> None:
+        self._sampling(patch, context_fn, seed, augment, 0.0, 1.0)
         self.names = [p.stem for p in photos]
-        self.identity_fraction = 0.0
-        self.exposure_jitter = 1.0
         self.highs = [to_uint8(read_rgb(p)) for p in photos]
         self.lows = self.highs
-        self.context_fn = context_fn
         self.params = params
-        self.patch = patch
-        self.seed = seed
-        self.augment = augment
-        self.epoch = 0
 
     def full_pair(
         self, index: int, rng: np.random.Generator
