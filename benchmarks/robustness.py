@@ -24,11 +24,9 @@ from llenhance.data import find_photos
 from llenhance.evaluation import quantize
 from llenhance.images import read_rgb
 from llenhance.inference import load_enhancer
-from llenhance.metrics import psnr, ssim
+from llenhance.metrics import mean_luminance, psnr, ssim
 from llenhance.synthesis import synthesize_low_light
 from llenhance.weights import shipped_path
-
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def main() -> None:
@@ -58,6 +56,7 @@ def main() -> None:
         "DICM luma out",
     ):
         table.add_column(col, justify="left" if col == "model" else "right")
+    dicm_luma = np.mean([mean_luminance(d) for d in dicm])
     for name in names:
         enhance = load_enhancer(weights=name, device="cpu")
         outs = [quantize(enhance(d)) for d in dark]
@@ -68,8 +67,8 @@ def main() -> None:
             f"{np.mean([psnr(o, p) for o, p in zip(outs, photos, strict=True)]):.2f}",
             f"{np.mean([ssim(o, p) for o, p in zip(outs, photos, strict=True)]):.3f}",
             f"{np.mean([psnr(s, p) for s, p in zip(same, photos, strict=True)]):.2f}",
-            f"{np.mean([(d @ LUMA).mean() for d in dicm]):.3f}",
-            f"{np.mean([(o @ LUMA).mean() for o in lit]):.3f}",
+            f"{dicm_luma:.3f}",
+            f"{np.mean([mean_luminance(o) for o in lit]):.3f}",
         )
     Console().print(table)
 

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, Sampler
 
 from llenhance.archs.context import whole_image_context
 from llenhance.errors import UserError
-from llenhance.images import IMAGE_EXTENSIONS, read_rgb, to_uint8
+from llenhance.images import is_image_name, read_rgb, to_uint8
 from llenhance.synthesis import (
     SynthesisParams,
     linear_to_srgb,
@@ -38,11 +38,7 @@ class Pair:
 
 
 def images_by_stem(folder: Path) -> dict[str, Path]:
-    return {
-        p.stem: p
-        for p in sorted(folder.iterdir())
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    }
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and is_image_name(p)}
 
 
 def find_pairs(root: str | Path) -> list[Pair]:
@@ -223,11 +219,7 @@ def find_photos(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: not a directory of photos")
-    photos = sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
+    photos = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p))
     if not photos:
         raise UserError(f"{root}: no photos found to synthesise low-light pairs from")
     return photos

@@ -645,7 +645,8 @@ def write_image(
 # Listing inputs
 
 
-def _is_image_name(p: Path) -> bool:
+def is_image_name(p: Path) -> bool:
+    """An image by its extension, and not a hidden file (such as a temporary output)."""
     return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
 
 
@@ -677,7 +678,7 @@ def list_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
         text = os.path.expanduser(os.fspath(item))
         p = Path(text)
         if p.is_dir():
-            images = sorted(c for c in p.iterdir() if c.is_file() and _is_image_name(c))
+            images = sorted(c for c in p.iterdir() if c.is_file() and is_image_name(c))
             if not images:
                 raise UserError(f"{text}: directory contains no image files ({exts})")
             for c in images:
@@ -686,7 +687,7 @@ def list_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
             add(p)
         elif any(ch in text for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
-            images = [m for m in matches if m.is_file() and _is_image_name(m)]
+            images = [m for m in matches if m.is_file() and is_image_name(m)]
             if not images:
                 what = "no image files" if matches else "nothing"
                 raise UserError(f"{text}: pattern matches {what}")

@@ -81,10 +81,15 @@ def ssim(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(values))
 
 
+def mean_luminance(image: np.ndarray) -> float:
+    """Mean Rec. 601 luma of an HxWx3 image."""
+    return float((image.astype(np.float64) @ _LUMA).mean())
+
+
 def match_gt_mean(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Scale ``pred`` so its mean luminance equals the reference's (the "GT-mean" protocol)."""
-    pred_mean = float((pred.astype(np.float64) @ _LUMA).mean())
-    ref_mean = float((ref.astype(np.float64) @ _LUMA).mean())
+    pred_mean = mean_luminance(pred)
+    ref_mean = mean_luminance(ref)
     if pred_mean <= 0:
         return pred.copy()
     return np.clip(pred * (ref_mean / pred_mean), 0.0, 1.0).astype(pred.dtype)

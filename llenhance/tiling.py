@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from llenhance.archs import ArchSpec
@@ -202,12 +201,3 @@ def suggest_tile(free_bytes: int, spec: ArchSpec, bytes_per_pixel: int = 2048) -
     """
     side = int(math.sqrt(max(free_bytes, 0) / bytes_per_pixel))
     return max(2 * spec.multiple, side // spec.multiple * spec.multiple)
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Edge-pad an NCHW tensor at the bottom and right to a multiple of ``multiple``."""
-    h, w = x.shape[-2:]
-    pad_h, pad_w = _round_up(h, multiple) - h, _round_up(w, multiple) - w
-    if not pad_h and not pad_w:
-        return x
-    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
