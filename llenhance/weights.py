@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from llenhance import __version__
-from llenhance.archs import create_model, get_arch
+from llenhance.archs import arch_names, create_model, get_arch
 from llenhance.atomic import atomic_path
 from llenhance.errors import UserError
 
@@ -54,10 +54,14 @@ class WeightsInfo:
         metadata = metadata or {}
         if f"{_PREFIX}arch" not in metadata:
             raise UserError(f"{source}: not llenhance weights (no '{_PREFIX}arch' in its metadata)")
+        arch = metadata[f"{_PREFIX}arch"]
         try:
+            config = json.loads(metadata.get(f"{_PREFIX}config", "{}"))
+            if arch in arch_names() and isinstance(config, dict):
+                config = get_arch(arch).stored_config(config)
             return cls(
-                arch=metadata[f"{_PREFIX}arch"],
-                config=json.loads(metadata.get(f"{_PREFIX}config", "{}")),
+                arch=arch,
+                config=config,
                 training=json.loads(metadata.get(f"{_PREFIX}training", "{}")),
                 metrics=json.loads(metadata.get(f"{_PREFIX}metrics", "{}")),
                 version=metadata.get(f"{_PREFIX}version", "unknown"),

@@ -15,7 +15,7 @@ from llenhance.weights import WeightsInfo, save_weights
 
 torch.set_num_threads(2)
 
-TINY_UNET = {"width": 4, "depth": 2}
+TINY_UNET = {"width": 4, "depth": 2, "unshuffle": 2}
 #: CLI options for a training run of seconds: two epochs of a tiny unet-res on small crops.
 TINY_TRAIN_ARGS = [
     "--epochs",
@@ -25,7 +25,7 @@ TINY_TRAIN_ARGS = [
     "--patch",
     "32",
     "--model-config",
-    '{"width": 4, "depth": 2}',
+    '{"width": 4, "depth": 2, "unshuffle": 2}',
 ]
 
 

@@ -137,17 +137,23 @@ def _calibrate_batch_norm(name: str, model: torch.nn.Module, x: torch.Tensor, co
     model.eval()
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_crop_of_output_equals_output_of_crop(name: str) -> None:
+# Every default config, plus the full-resolution U-Net (no pixel unshuffle) of older weights.
+LOCALITY_CASES = [(name, NARROW[name]) for name in NAMES] + [
+    ("unet-res", {"width": 2, "depth": 4, "unshuffle": 1})
+]
+
+
+@pytest.mark.parametrize(("name", "config"), LOCALITY_CASES)
+def test_crop_of_output_equals_output_of_crop(name: str, config: dict) -> None:
     """The model is local: with margin >= receptive_field / 2, a crop's output is exact."""
-    spec = get_arch(name)
+    spec = get_arch(name).for_config(config)
     multiple = spec.multiple
     margin = _round_up((spec.receptive_field + 1) // 2, multiple)
     central = _round_up(16, multiple)
     crop = central + 2 * margin
     offset = _round_up(12, multiple)  # the crop has real pixels beyond each of its edges
     size = crop + 2 * offset
-    model = _build(name, NARROW, seed=3)
+    model = _build(name, {name: config}, seed=3)
     gen = torch.Generator().manual_seed(4)
     full = torch.rand(1, 3, size, size, generator=gen)
     context = spec.context_fn(full) if spec.context_fn is not None else None

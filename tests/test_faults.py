@@ -32,7 +32,7 @@ ARGS = [
     "--device",
     "cpu",
     "--model-config",
-    '{"width": 4, "depth": 2}',
+    '{"width": 4, "depth": 2, "unshuffle": 2}',
     "--warmup-steps",
     "2",
 ]

@@ -25,7 +25,7 @@ from llenhance.weights import WeightsInfo, load_model, read_info, save_weights
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "owner/repo"
 FILE = "unet-res.safetensors"
-TINY = {"width": 4, "depth": 2}
+TINY = {"width": 4, "depth": 2, "unshuffle": 2}
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,14 @@ from llenhance.archs import create_model, get_arch
 from llenhance.archs.registry import ArchSpec
 from llenhance.errors import UserError
 from llenhance.images import to_uint8
-from llenhance.tiling import DEFAULT_TILE, count_tiles, default_overlap, enhance_array
+from llenhance.tiling import (
+    DEFAULT_TILE,
+    SEAM_FRACTION,
+    _ramp,
+    count_tiles,
+    default_overlap,
+    enhance_array,
+)
 from tests.conftest import TINY_UNET, darken, scene
 
 
@@ -35,7 +42,7 @@ def test_tiled_equals_untiled_on_1024x768_with_default_tile():
 def test_small_tiles_still_agree_and_blend_everywhere():
     model = _trained_like_model(**TINY_UNET)
     spec = get_arch("unet-res").for_config(TINY_UNET)
-    assert spec.multiple == 4
+    assert spec.multiple == 8  # 2 poolings after a 2x pixel unshuffle
     image = scene(100, 130, seed=2)
     whole = enhance_array(model, image, spec, tile=0)
     tiled = enhance_array(model, image, spec, tile=48, overlap=16)
@@ -88,8 +95,20 @@ def test_tile_too_small_is_a_user_error():
         enhance_array(_trained_like_model(**TINY_UNET), scene(64, 64), get_arch("unet-res"), tile=4)
 
 
-def test_default_overlap_covers_half_the_receptive_field():
+def test_default_overlap_covers_half_the_receptive_field_or_the_declared_overlap():
     for name in ("unet-res", "cgnet", "dncnn"):
         spec = get_arch(name)
         overlap = default_overlap(spec)
         assert overlap >= spec.receptive_field / 2 and overlap % spec.multiple == 0
+        assert spec.overlap is None or overlap >= spec.overlap
+    assert default_overlap(get_arch("cgnet")) == 192
+
+
+@pytest.mark.parametrize("overlap", [1, 7, 20, 96, 160])
+def test_neighbouring_ramps_cross_fade_only_in_the_middle_of_the_overlap(overlap):
+    left = _ramp(400, overlap, before=False, after=True)[-overlap:]
+    right = _ramp(400, overlap, before=True, after=False)[:overlap]
+    np.testing.assert_allclose(left + right, 1.0, atol=1e-6)
+    drop = int((overlap - max(1, round(overlap * SEAM_FRACTION))) // 2)
+    assert (right[:drop] == 0).all() and (left[overlap - drop :] == 0).all()
+    assert (right[drop:] > 0).all() and (left[: overlap - drop] > 0).all()

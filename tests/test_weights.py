@@ -28,6 +28,21 @@ def test_metadata_round_trip(tiny_weights):
         assert torch.equal(model(x), reference(x))
 
 
+def test_file_from_before_pixel_unshuffle_loads_as_a_full_resolution_unet(tmp_path):
+    """unet-res files written before the ``unshuffle`` key existed ran at full resolution; they
+    must load as that, not as today's default (half resolution)."""
+    old_config = {"width": 4, "depth": 2, "norm": "batch", "use_context": True}
+    torch.manual_seed(0)
+    old = create_model("unet-res", **old_config, unshuffle=1).eval()
+    path = save_weights(tmp_path / "old.safetensors", old, WeightsInfo("unet-res", old_config))
+    model, info = load_model(path)
+    assert info.config["unshuffle"] == 1
+    x = torch.rand(1, 3, 32, 32)
+    context = torch.rand(1, 12)
+    with torch.no_grad():
+        assert torch.equal(model(x, context), old(x, context))
+
+
 def test_resolution_order(tmp_path, tiny_weights, monkeypatch):
     assert resolve_weights(str(tiny_weights)) == tiny_weights
     shipped = tmp_path / "shipped"

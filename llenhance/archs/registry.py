@@ -29,14 +29,21 @@ class ArchSpec:
     """Input height and width must be a multiple of this (the tiler pads, then crops back)."""
     receptive_field: int = 64
     """Pixels of context each output pixel depends on; the tile overlap should cover half of it."""
+    overlap: int | None = None
+    """Tile overlap found necessary for tiled output to match untiled within 1/255 with the
+    shipped weights (``benchmarks.tiling``), where half the receptive field is not enough."""
     tileable: bool = True
     """False when the output depends on the whole image in a way tiles cannot reproduce."""
     context_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
     """When set, forward(x, context) wants ``context_fn`` of the whole image (N, 3, H, W), so the
     tiles of one image share one global estimate (exposure, histogram) and agree with untiled."""
     defaults: dict[str, Any] = field(default_factory=dict)
-    multiple_fn: Callable[[dict[str, Any]], int] | None = None
-    """Computes ``multiple`` from a config where it depends on it (e.g. a U-Net's depth)."""
+    legacy_config: dict[str, Any] = field(default_factory=dict)
+    """Values implied by weights files written before a config key existed (a later default may
+    differ): a file without the key gets this value, not today's default."""
+    size_fn: Callable[[dict[str, Any]], tuple[int, int]] | None = None
+    """Computes (``multiple``, ``receptive_field``) from a config where they depend on it (e.g. a
+    U-Net's depth)."""
 
     def build(self, **config: Any) -> nn.Module:
         unknown = sorted(set(config) - set(self.defaults))
@@ -44,14 +51,19 @@ class ArchSpec:
             raise UserError(f"unknown config key(s) for {self.name}: {', '.join(unknown)}")
         return self.builder(**{**self.defaults, **config})
 
+    def stored_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The config a weights file meant, for a file that may predate some keys."""
+        return {**self.legacy_config, **config}
+
     def full_config(self, **config: Any) -> dict[str, Any]:
         return {**self.defaults, **config}
 
     def for_config(self, config: dict[str, Any]) -> ArchSpec:
         """This spec with size requirements of the given config rather than the default one."""
-        if self.multiple_fn is None:
+        if self.size_fn is None:
             return self
-        return replace(self, multiple=self.multiple_fn(self.full_config(**config)))
+        multiple, receptive_field = self.size_fn(self.full_config(**config))
+        return replace(self, multiple=multiple, receptive_field=receptive_field)
 
     def run(self, model: nn.Module, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         """Call ``model`` on a batch, passing the whole-image context where the arch takes one."""
@@ -67,9 +79,11 @@ def register_arch(
     description: str,
     multiple: int = 1,
     receptive_field: int = 64,
+    overlap: int | None = None,
     tileable: bool = True,
     context_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    multiple_fn: Callable[[dict[str, Any]], int] | None = None,
+    size_fn: Callable[[dict[str, Any]], tuple[int, int]] | None = None,
+    legacy_config: dict[str, Any] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a builder whose keyword defaults are the architecture's default config."""
 
@@ -85,12 +99,14 @@ def register_arch(
             description=description,
             multiple=multiple,
             receptive_field=receptive_field,
+            overlap=overlap,
             tileable=tileable,
             context_fn=context_fn,
-            multiple_fn=multiple_fn,
+            size_fn=size_fn,
+            legacy_config=dict(legacy_config or {}),
             defaults=defaults,
         )
-        if multiple_fn is not None:
+        if size_fn is not None:
             _REGISTRY[name] = _REGISTRY[name].for_config({})
         return builder
 

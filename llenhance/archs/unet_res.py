@@ -2,6 +2,10 @@
 
 Encoder-decoder with skip concatenations; every stage is a residual block of two 3x3 conv +
 BN/ReLU with a 1x1 projection shortcut; max-pool down, bilinear upsample up, sigmoid output.
+
+``unshuffle=2`` runs the whole U-Net at half resolution on a reversibly down-sampled input
+(pixel unshuffle: each 2x2 block becomes 12 channels, as in FFDNet) and shuffles the output back:
+a quarter of the arithmetic per pixel, with no information thrown away on the way in.
 """
 
 from __future__ import annotations
@@ -43,11 +47,16 @@ class ResidualBlock(nn.Module):
 
 
 class ResUNet(nn.Module):
-    def __init__(self, width: int, depth: int, use_context: bool, norm: str = "batch") -> None:
+    def __init__(
+        self, width: int, depth: int, use_context: bool, norm: str = "batch", unshuffle: int = 1
+    ) -> None:
         super().__init__()
+        if unshuffle < 1:
+            raise ValueError(f"unshuffle must be >= 1, not {unshuffle}")
+        self.unshuffle = unshuffle
         widths = [width * 2**i for i in range(depth + 1)]
         self.encoders = nn.ModuleList()
-        c_prev = 3
+        c_prev = 3 * unshuffle**2
         for c in widths:
             self.encoders.append(ResidualBlock(c_prev, c, norm))
             c_prev = c
@@ -56,14 +65,14 @@ class ResUNet(nn.Module):
             for i in reversed(range(depth))
         )
         self.film = FiLM([widths[-1], *reversed(widths[:-1])]) if use_context else None
-        self.head = nn.Conv2d(widths[0], 3, 1)
+        self.head = nn.Conv2d(widths[0], 3 * unshuffle**2, 1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         modulation = None
         if self.film is not None:
             modulation = self.film(global_context(x) if context is None else context)
         skips = []
-        h = x
+        h = F.pixel_unshuffle(x, self.unshuffle) if self.unshuffle > 1 else x
         for i, encoder in enumerate(self.encoders):
             if i:
                 h = F.max_pool2d(h, 2)
@@ -80,18 +89,51 @@ class ResUNet(nn.Module):
             if modulation is not None:
                 scale, shift = modulation[j + 1]
                 h = h * scale + shift
-        return torch.sigmoid(self.head(h))
+        h = self.head(h)
+        if self.unshuffle > 1:
+            h = F.pixel_shuffle(h, self.unshuffle)
+        return torch.sigmoid(h)
+
+
+def receptive_field(depth: int, unshuffle: int = 1) -> int:
+    """Input pixels (per side) one output pixel can depend on, walking the layers in order.
+
+    Each 3x3 conv adds 2 steps of the current stride, each 2x2 pool and each bilinear 2x
+    upsampling adds one; pixel (un)shuffle scales the stride by ``unshuffle``.
+    """
+    size, step = unshuffle, unshuffle
+    size += 4 * step  # first encoder block: two 3x3 convs
+    for _ in range(depth):
+        size += step  # max-pool
+        step *= 2
+        size += 4 * step
+    for _ in range(depth):
+        size += step  # bilinear upsampling reads two neighbours
+        step //= 2
+        size += 4 * step
+    return size + unshuffle - 1  # pixel shuffle: the output pixel's place in its block
+
+
+def _size_requirements(config: dict) -> tuple[int, int]:
+    """(multiple, receptive_field) of a unet-res config."""
+    depth, unshuffle = config["depth"], config["unshuffle"]
+    return unshuffle * 2**depth, receptive_field(depth, unshuffle)
 
 
 @register_arch(
     "unet-res",
     description="residual U-Net (VLG write-up) with global exposure context",
-    multiple=16,
-    receptive_field=248,
     context_fn=global_context,
-    multiple_fn=lambda config: 2 ** config["depth"],
+    size_fn=_size_requirements,
+    legacy_config={"unshuffle": 1},  # files from before 0.2 ran the U-Net at full resolution
 )
 def unet_res(
-    width: int = 16, depth: int = 4, use_context: bool = True, norm: str = "batch"
+    width: int = 16,
+    depth: int = 3,
+    use_context: bool = True,
+    norm: str = "batch",
+    unshuffle: int = 2,
 ) -> nn.Module:
-    return ResUNet(width=width, depth=depth, use_context=use_context, norm=norm)
+    return ResUNet(
+        width=width, depth=depth, use_context=use_context, norm=norm, unshuffle=unshuffle
+    )
