@@ -33,6 +33,15 @@ def save_checkpoint(
         save_file(tensors, str(tmp), metadata={_STATE_KEY: json.dumps(meta)})
 
 
+def read_checkpoint_record(path: Path) -> dict[str, Any]:
+    """The JSON record of a checkpoint (its run's config among it), without its tensors."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return json.loads((handle.metadata() or {})[_STATE_KEY])
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise UserError(f"{path}: not a usable training checkpoint ({exc})") from None
+
+
 def load_checkpoint(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from llenhance import __version__
 from llenhance.archs import count_parameters, get_arch
-from llenhance.checkpoint import load_checkpoint, save_checkpoint
+from llenhance.checkpoint import load_checkpoint, read_checkpoint_record, save_checkpoint
 from llenhance.data import (
     PairDataset,
     SyntheticPairDataset,
@@ -288,14 +288,19 @@ def train(
         "loss_sum": 0.0,
     }
     if resume:
-        state = load_checkpoint(checkpoint_path, model, optimizer)
-        saved = state.pop("config")
+        saved = read_checkpoint_record(checkpoint_path)["config"]
+        saved["model_config"] = spec.full_config(**saved["model_config"])
         for key in ("model", "model_config", "batch_size", "patch", "seed"):
-            if saved[key] != getattr(config, key):
+            current = getattr(config, key)
+            if key == "model_config":
+                current = spec.full_config(**current)
+            if saved[key] != current:
                 raise UserError(
-                    f"--resume: --{key.replace('_', '-')} {getattr(config, key)!r} "
+                    f"--resume: --{key.replace('_', '-')} {current!r} "
                     f"differs from the run's {saved[key]!r}"
                 )
+        state = load_checkpoint(checkpoint_path, model, optimizer)
+        state.pop("config")
         scheduler.load_state_dict(state.pop("scheduler"))
         reporter.note(f"resuming at epoch {state['epoch'] + 1}, batch {state['batch']}")
     train_model = dist.wrap(model)

@@ -90,6 +90,13 @@ def test_resume_rules(tmp_path):
         train(_config(data, tmp_path / "r", epochs=1))
     with pytest.raises(UserError, match="batch-size"):
         train(_config(data, tmp_path / "r", epochs=2, batch_size=4), resume=True)
+    with pytest.raises(UserError, match="model-config"):
+        train(_config(data, tmp_path / "r", epochs=2, model_config={"width": 6}), resume=True)
+    # the same config spelled with defaults left out is the same config
+    spelled = {k: v for k, v in TINY_UNET.items() if k != "unshuffle"}
+    assert "unshuffle" in TINY_UNET and TINY_UNET["unshuffle"] == 2  # today's default
+    resumed = train(_config(data, tmp_path / "r", epochs=2, model_config=spelled), resume=True)
+    assert [r.epoch for r in resumed.history] == [1, 2]
 
 
 def test_non_finite_loss_aborts_clearly_and_keeps_weights_finite(tmp_path, monkeypatch):
