@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import platform
+
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -26,8 +31,34 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise UserError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
 
 
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_KEEP_BYTES = 1 << 30
+
+
+@functools.cache
+def reuse_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed blocks for reuse instead of handing them back to the OS.
+
+    Every tile allocates and frees the same activations; above glibc's mmap threshold each one
+    is a fresh mapping whose pages fault in again, which cost a third of the CPU time of a 4K
+    photo. Freed memory is reused, not added to. Returns False (and changes nothing) where the
+    C library is not glibc or refuses the setting.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    for threshold in (_KEEP_BYTES, 32 << 20):  # older glibc caps the mmap threshold at 32 MiB
+        if libc.mallopt(_M_MMAP_THRESHOLD, threshold):
+            return bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 * threshold))
+    return False
+
+
 def place_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move ``model`` to ``device`` in channels-last layout (1.6-2x faster convolutions on CPU)."""
+    """Move ``model`` to ``device`` in channels-last layout (1.6-2x faster convolutions on CPU);
+    on CPU, also let the allocator reuse freed activations (:func:`reuse_freed_memory`)."""
+    if device.type == "cpu":
+        reuse_freed_memory()
     return model.to(device=device, memory_format=torch.channels_last)
 
 

@@ -22,7 +22,7 @@ from llenhance.archs.context import whole_image_context
 from llenhance.errors import UserError
 from llenhance.images import to_float, to_uint8, to_uint16
 
-DEFAULT_TILE = 640
+DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 96
 SEAM_FRACTION = 0.2
 """Share of the overlap (its middle) over which neighbouring tiles are cross-faded."""
@@ -74,13 +74,23 @@ def _to_batch(tiles: list[np.ndarray], device: torch.device) -> torch.Tensor:
     return batch.contiguous(memory_format=torch.channels_last)
 
 
+def _even_tile(padded: int, tile: int, multiple: int, overlap: int) -> int:
+    """The smallest tile (at most ``tile``) that covers ``padded`` with as few tiles as ``tile``
+    needs: the tiles share the length evenly instead of the last one overlapping most."""
+    if tile >= padded:
+        return padded
+    stride = max(multiple, (tile - overlap) // multiple * multiple)
+    count = -(-(padded - overlap) // stride)
+    return min(tile, _round_up(-(-(padded - overlap) // count) + overlap, multiple))
+
+
 def _tile_windows(
     height: int, width: int, spec: ArchSpec, tile: int, overlap: int
 ) -> Iterator[tuple[int, int, int, int]]:
     multiple = spec.multiple
     padded_h, padded_w = _round_up(height, multiple), _round_up(width, multiple)
-    tile_h = min(padded_h, tile)
-    tile_w = min(padded_w, tile)
+    tile_h = _even_tile(padded_h, tile, multiple, overlap)
+    tile_w = _even_tile(padded_w, tile, multiple, overlap)
     for y in _starts(padded_h, tile_h, multiple, overlap):
         for x in _starts(padded_w, tile_w, multiple, overlap):
             yield y, x, tile_h, tile_w

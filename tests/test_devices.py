@@ -57,3 +57,14 @@ def test_fused_batchnorm_computes_the_same_function():
         after = fused(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
     torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
+
+
+def test_cpu_allocator_keeps_freed_blocks_on_glibc():
+    """On glibc the mmap threshold is raised (activations reused, not re-faulted); elsewhere
+    nothing is changed and the function says so."""
+    import platform
+
+    from llenhance.devices import reuse_freed_memory
+
+    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert reuse_freed_memory() is on_glibc

@@ -9,7 +9,9 @@ from llenhance.images import to_uint8
 from llenhance.tiling import (
     DEFAULT_TILE,
     SEAM_FRACTION,
+    _even_tile,
     _ramp,
+    _tile_windows,
     count_tiles,
     default_overlap,
     enhance_array,
@@ -28,13 +30,13 @@ def _trained_like_model(**config):
     return model.eval()
 
 
-def test_tiled_equals_untiled_on_1024x768_with_default_tile():
+def test_tiled_equals_untiled_on_1600x1088_with_default_tile():
     model = _trained_like_model()
     spec = get_arch("unet-res")
-    image = darken(scene(768, 1024, seed=5), factor=0.3)
+    image = darken(scene(1088, 1600, seed=5), factor=0.3)
     whole = enhance_array(model, image, spec, tile=0)
     tiled = enhance_array(model, image, spec, tile=DEFAULT_TILE)  # default overlap
-    assert count_tiles(768, 1024, spec, DEFAULT_TILE) > 1
+    assert count_tiles(1088, 1600, spec, DEFAULT_TILE) == 4
     diff = np.abs(to_uint8(whole).astype(int) - to_uint8(tiled).astype(int))
     assert diff.max() <= 1
 
@@ -102,6 +104,16 @@ def test_default_overlap_covers_half_the_receptive_field_or_the_declared_overlap
         assert overlap >= spec.receptive_field / 2 and overlap % spec.multiple == 0
         assert spec.overlap is None or overlap >= spec.overlap
     assert default_overlap(get_arch("cgnet")) == 192
+
+
+def test_tiles_share_the_length_evenly_and_never_exceed_the_tile():
+    spec = get_arch("unet-res")
+    windows = list(_tile_windows(2160, 3840, spec, 1024, 112))
+    heights = {w[2] for w in windows}
+    widths = {w[3] for w in windows}
+    assert heights == {800} and widths == {864}  # not 1024: 3 x 5 tiles share 2160 x 3840
+    assert len(windows) == 15
+    assert _even_tile(3840, 1024, 16, 112) <= 1024 and _even_tile(500, 1024, 16, 112) == 500
 
 
 @pytest.mark.parametrize("overlap", [1, 7, 20, 96, 160])

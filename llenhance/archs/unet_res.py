@@ -122,7 +122,7 @@ def _size_requirements(config: dict) -> tuple[int, int]:
 
 @register_arch(
     "unet-res",
-    description="residual U-Net (VLG write-up) with global exposure context",
+    description="residual U-Net (VLG write-up) at half resolution with global exposure context",
     context_fn=global_context,
     size_fn=_size_requirements,
     legacy_config={"unshuffle": 1},  # files from before 0.2 ran the U-Net at full resolution
