@@ -14,6 +14,7 @@ from rich.table import Table
 
 from llenhance import __version__
 from llenhance.errors import UserError
+from llenhance.images import PNG_COMPRESSION
 from llenhance.tiling import DEFAULT_TILE
 
 app = typer.Typer(
@@ -122,6 +123,9 @@ def enhance(
     subsampling: Annotated[
         str | None, typer.Option(help="JPEG chroma subsampling: 4:4:4, 4:2:2 or 4:2:0.")
     ] = None,
+    png_compression: Annotated[
+        int, typer.Option(min=0, max=9, help="PNG zlib level: 1 fastest, 9 smallest.")
+    ] = PNG_COMPRESSION,
     force: Annotated[bool, typer.Option(help="Overwrite existing outputs.")] = False,
     compare: Annotated[
         bool, typer.Option(help="Also write NAME_compare.EXT: input | output, labelled.")
@@ -145,6 +149,7 @@ def enhance(
             force=force,
             quality=quality,
             subsampling=subsampling,
+            png_compression=png_compression,
             compare=compare,
             callbacks=RichBatchCallbacks(progress, len(jobs), verbose=_state["verbose"]),
         )

@@ -506,12 +506,18 @@ def _validate_rgb(rgb: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0, 1)
 
 
+PNG_COMPRESSION = 3
+"""zlib level for PNG output. A 3840x2160 enhanced photo: level 6 (Pillow's default) takes
+2.84 s and 7.5 MB, level 3 0.73 s and 8.6 MB, level 1 0.49 s and 9.1 MB on this project's CPU."""
+
+
 def _encode(
     rgb: np.ndarray,
     info: ImageInfo,
     fmt: str,
     quality: int,
     subsampling: str | None,
+    png_compression: int = PNG_COMPRESSION,
 ) -> tuple[bytes | None, Image.Image | None, dict]:
     """Either encoded bytes (16-bit via OpenCV) or a Pillow image plus save() options."""
     alpha = info.alpha if fmt in _ALPHA_FORMATS else None
@@ -529,7 +535,10 @@ def _encode(
         data = to_uint16(rgb)[:, :, ::-1]
         if alpha is not None:
             data = np.dstack([data, to_uint16(alpha)])
-        ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tiff", np.ascontiguousarray(data))
+        params = [cv2.IMWRITE_PNG_COMPRESSION, png_compression] if fmt == "PNG" else []
+        ok, buf = cv2.imencode(
+            ".png" if fmt == "PNG" else ".tiff", np.ascontiguousarray(data), params
+        )
         if not ok:
             raise OSError("OpenCV could not encode the image")
         encoded = buf.tobytes()
@@ -554,6 +563,8 @@ def _encode(
             options["subsampling"] = subsampling
     elif fmt == "WEBP":
         options["quality"] = quality
+    elif fmt == "PNG":
+        options["compress_level"] = png_compression
     elif fmt == "TIFF":
         options["compression"] = "tiff_lzw"
     return None, im, options
@@ -579,13 +590,15 @@ def write_image(
     *,
     quality: int = 95,
     subsampling: str | None = None,
+    png_compression: int = PNG_COMPRESSION,
 ) -> None:
     """Write rgb (float HxWx3 in [0, 1]) to ``path``, atomically; format from the extension.
 
     With ``info`` (from :func:`read_image`) the file is written like the input: 16-bit for
     PNG/TIFF when ``info.bit_depth == 16``, alpha kept for PNG/TIFF/WebP (dropped for JPEG/BMP),
     ICC profile and EXIF kept for JPEG/PNG/TIFF/WebP. ``quality`` applies to JPEG and WebP,
-    ``subsampling`` ('4:4:4', '4:2:2', '4:2:0'; None = Pillow's default) to JPEG.
+    ``subsampling`` ('4:4:4', '4:2:2', '4:2:0'; None = Pillow's default) to JPEG,
+    ``png_compression`` (zlib level 0-9, see PNG_COMPRESSION) to PNG.
 
     Limitation: 16-bit TIFF is encoded by OpenCV, which drops the ICC profile and EXIF.
     An existing file at ``path`` is replaced only once the new one is completely written.
@@ -600,6 +613,12 @@ def write_image(
         raise UserError(f"{name}: cannot write {shown}; supported extensions: {supported}")
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise UserError(f"JPEG/WebP quality must be an integer from 1 to 100, got {quality!r}")
+    if (
+        isinstance(png_compression, bool)
+        or not isinstance(png_compression, int)
+        or not 0 <= png_compression <= 9
+    ):
+        raise UserError(f"PNG compression must be an integer from 0 to 9, got {png_compression!r}")
     if subsampling is not None and subsampling not in _SUBSAMPLINGS:
         raise UserError(
             f"chroma subsampling must be one of {', '.join(_SUBSAMPLINGS)}, got {subsampling!r}"
@@ -615,7 +634,7 @@ def write_image(
     if path.is_dir():
         raise UserError(f"{name}: is a directory")
 
-    encoded, im, options = _encode(rgb, info, fmt, quality, subsampling)
+    encoded, im, options = _encode(rgb, info, fmt, quality, subsampling, png_compression)
     try:
         fd, tmp = _create_temp(directory, path.name, suffix)
     except PermissionError:

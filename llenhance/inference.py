@@ -17,7 +17,14 @@ from llenhance.archs import ArchSpec, get_arch
 from llenhance.catalog import DEFAULT_MODEL
 from llenhance.devices import fuse_batchnorm, place_model, resolve_device
 from llenhance.errors import UserError
-from llenhance.images import IMAGE_EXTENSIONS, ImageInfo, list_images, read_image, write_image
+from llenhance.images import (
+    IMAGE_EXTENSIONS,
+    PNG_COMPRESSION,
+    ImageInfo,
+    list_images,
+    read_image,
+    write_image,
+)
 from llenhance.pictures import side_by_side
 from llenhance.tiling import (
     DEFAULT_TILE,
@@ -209,6 +216,7 @@ def enhance_files(
     force: bool = False,
     quality: int = 95,
     subsampling: str | None = None,
+    png_compression: int = PNG_COMPRESSION,
     callbacks: BatchCallbacks | None = None,
     compare: bool = False,
 ) -> BatchReport:
@@ -254,7 +262,15 @@ def enhance_files(
             _collect(writes, report, callbacks, block=True)  # at most one image being written
             side = side_by_side(rgb, result) if compare else None
             del rgb
-            write = functools.partial(_write, quality=quality, subsampling=subsampling, side=side)
+            write = functools.partial(
+                _write,
+                options={
+                    "quality": quality,
+                    "subsampling": subsampling,
+                    "png_compression": png_compression,
+                },
+                side=side,
+            )
             writes.append((job, mp, writer.submit(write, job.target, result, info)))
         _collect(writes, report, callbacks, block=True)
     report.seconds = time.perf_counter() - started
@@ -270,13 +286,12 @@ def _write(
     target: Path,
     rgb: np.ndarray,
     info: ImageInfo,
-    quality: int,
-    subsampling: str | None,
+    options: dict,
     side: np.ndarray | None,
 ) -> None:
-    write_image(target, rgb, info, quality=quality, subsampling=subsampling)
+    write_image(target, rgb, info, **options)
     if side is not None:
-        write_image(compare_path(target), side, quality=quality, subsampling=subsampling)
+        write_image(compare_path(target), side, **options)
 
 
 def _collect(writes: list, report: BatchReport, callbacks: BatchCallbacks, block: bool) -> None:

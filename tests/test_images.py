@@ -794,3 +794,22 @@ def test_native_read_and_integer_write_round_trip(tmp_path):
         cv2.imread(str(tmp_path / "e.png"), cv2.IMREAD_UNCHANGED)[..., ::-1], data16
     )
     assert np.array_equal(to_uint8(native16), to_uint8(data16 / 65535.0))
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_png_compression_level_trades_size_and_never_changes_pixels(tmp_path, bits):
+    rng = np.random.default_rng(3)
+    ramp = np.linspace(0, 1, 128, dtype=np.float32)[None, :, None]
+    rgb = np.clip(ramp + 0.02 * rng.standard_normal((96, 128, 3)), 0, 1).astype(np.float32)
+    info = images.ImageInfo(format="PNG", bit_depth=bits)
+    sizes, pixels = {}, {}
+    for level in (0, 1, 9):
+        path = tmp_path / f"l{level}.png"
+        write_image(path, rgb, info, png_compression=level)
+        sizes[level] = path.stat().st_size
+        pixels[level] = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert sizes[0] > sizes[9] and sizes[1] > sizes[9]
+    assert np.array_equal(pixels[0], pixels[1]) and np.array_equal(pixels[1], pixels[9])
+    for bad in (-1, 10, 2.5, True):
+        with pytest.raises(UserError, match="PNG compression"):
+            write_image(tmp_path / "bad.png", rgb, png_compression=bad)
