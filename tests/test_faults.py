@@ -39,7 +39,8 @@ ARGS = [
 
 
 def _start(data: Path, out: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    # the same thread count as this process, whose in-process runs the result is compared with
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.Popen(
         [
             sys.executable,
