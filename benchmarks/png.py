@@ -1,6 +1,6 @@
 """PNG encoding time and size by zlib level, on the default model's output for a 4K photo.
 
-    python -m benchmarks.png [--photo PATH] [--levels 1,3,6,9]
+python -m benchmarks.png [--photo PATH] [--levels 1,3,6,9]
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def make_8k(folder: Path) -> Path:
     return path
 
 
-def child(model: str, source: str, target: str, tile: int) -> None:
+def child(model: str, source: str, target: str, tile: int | None) -> None:
     """One end-to-end enhancement in this process; prints seconds and peak RSS as JSON."""
     import torch
 
@@ -68,7 +68,7 @@ def child(model: str, source: str, target: str, tile: int) -> None:
     print(json.dumps({"seconds": seconds, "megapixels": report.megapixels, "rss": peak_rss_mb()}))
 
 
-def run_child(model: str, source: Path, target: Path, tile: int) -> dict:
+def run_child(model: str, source: Path, target: Path, tile: int | None) -> dict:
     out = subprocess.run(
         [
             sys.executable,
@@ -78,7 +78,7 @@ def run_child(model: str, source: Path, target: Path, tile: int) -> dict:
             model,
             str(source),
             str(target),
-            str(tile),
+            "default" if tile is None else str(tile),
         ],
         capture_output=True,
         text=True,
@@ -126,14 +126,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         model, source, target, tile = args.child
-        child(model, source, target, int(tile))
+        child(model, source, target, None if tile == "default" else int(tile))
         return
 
-    from llenhance.archs import arch_names
-    from llenhance.tiling import DEFAULT_TILE
+    from llenhance.archs import arch_names, get_arch
+    from llenhance.tiling import default_tile
     from llenhance.weights import shipped_path
 
-    tile = args.tile or DEFAULT_TILE
     models = (
         args.models.split(",")
         if args.models
@@ -147,6 +146,7 @@ def main() -> None:
             h, w = SIZES[size]
             photos[size] = make_8k(folder) if size == "8k" else find_photo(h, w)
         for model in models:
+            tile = args.tile or default_tile(get_arch(model))
             table = Table(title=f"{model}: end to end, fresh process, 2 threads, tile {tile}")
             for col in ("size", "photo", "seconds", "MP/s", "peak RSS MB", "tiled vs untiled"):
                 table.add_column(col, justify="left" if col in ("size", "photo") else "right")

@@ -85,9 +85,11 @@ def _root(
 
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Tile = Annotated[
-    str,
+    str | None,
     typer.Option(
-        help="Tile size in pixels; 0 runs the whole image at once; auto sizes it to GPU memory."
+        help="Tile size in pixels; 0 runs the whole image at once; auto sizes it to GPU memory. "
+        f"[default: {DEFAULT_TILE}, less for models that need more memory]",
+        show_default=False,
     ),
 ]
 Overlap = Annotated[
@@ -114,7 +116,7 @@ def enhance(
         str | None, typer.Option(help="Weights file, shipped name or hf:// id.")
     ] = None,
     device: Device = "auto",
-    tile: Tile = str(DEFAULT_TILE),
+    tile: Tile = None,
     tile_overlap: Overlap = None,
     fmt: Annotated[
         str | None, typer.Option("--format", help="png, jpg, tif or webp for directory output.")
@@ -186,7 +188,7 @@ def evaluate(
         typer.Option(help="Write a contact sheet of the 3 worst and 3 best images by PSNR."),
     ] = None,
     device: Device = "auto",
-    tile: Tile = str(DEFAULT_TILE),
+    tile: Tile = None,
     tile_overlap: Overlap = None,
     offline: Offline = False,
 ) -> None:

@@ -30,6 +30,7 @@ from llenhance.tiling import (
     DEFAULT_TILE,
     TileProgress,
     count_tiles,
+    default_tile,
     enhance_array,
     suggest_tile,
 )
@@ -85,15 +86,16 @@ def load_enhancer(
     weights: str | Path | None = None,
     *,
     device: str = "auto",
-    tile: int | str = DEFAULT_TILE,
+    tile: int | str | None = None,
     overlap: int | None = None,
     amp: bool = True,
     batch_tiles: int | None = None,
     offline: bool | None = None,
 ) -> Enhancer:
     """Load ``weights`` (a path, shipped name or hf:// reference), or the shipped weights of
-    ``model``; AMP and tile batching apply on CUDA only. ``tile="auto"`` picks the largest
-    tile that fits in free GPU memory (the default tile on CPU)."""
+    ``model``; AMP and tile batching apply on CUDA only. ``tile=None`` takes the
+    architecture's default tile; ``tile="auto"`` picks the largest tile that fits in free GPU
+    memory (the default tile on CPU)."""
     if model is not None and "/" not in model:
         get_arch(model)  # an unknown name fails here, with the closest known one suggested
     torch_device = resolve_device(device)
@@ -114,13 +116,16 @@ def load_enhancer(
     )
 
 
-def resolve_tile(tile: int | str, device: torch.device, spec: ArchSpec) -> int:
-    """``auto``: on CUDA the largest tile whose activations fit in half the free memory."""
+def resolve_tile(tile: int | str | None, device: torch.device, spec: ArchSpec) -> int:
+    """None: the architecture's default tile; ``auto``: on CUDA the largest tile whose
+    activations fit in half the free memory."""
+    if tile is None:
+        return default_tile(spec)
     if isinstance(tile, int):
         return tile
     if tile.strip().lower() == "auto":
         if device.type != "cuda":
-            return DEFAULT_TILE
+            return default_tile(spec)
         free, _ = torch.cuda.mem_get_info(device)
         return suggest_tile(free // 2, spec)
     try:

@@ -96,6 +96,12 @@ def _tile_windows(
             yield y, x, tile_h, tile_w
 
 
+def default_tile(spec: ArchSpec) -> int:
+    """The architecture's own default tile if it declares one (to bound memory), else
+    DEFAULT_TILE."""
+    return spec.tile if spec.tile is not None else DEFAULT_TILE
+
+
 def default_overlap(spec: ArchSpec) -> int:
     """The architecture's measured overlap if it declares one, else half its receptive field;
     on its size grid, and at least DEFAULT_OVERLAP."""

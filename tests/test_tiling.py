@@ -124,3 +124,21 @@ def test_neighbouring_ramps_cross_fade_only_in_the_middle_of_the_overlap(overlap
     drop = int((overlap - max(1, round(overlap * SEAM_FRACTION))) // 2)
     assert (right[:drop] == 0).all() and (left[overlap - drop :] == 0).all()
     assert (right[drop:] > 0).all() and (left[: overlap - drop] > 0).all()
+
+
+def test_each_architecture_brings_its_default_tile(tmp_path):
+    """Memory-hungry architectures declare a smaller default tile; load_enhancer and ``auto`` on
+    CPU take it unless a tile is given."""
+    from llenhance.inference import load_enhancer
+    from llenhance.tiling import default_tile
+    from llenhance.weights import WeightsInfo, save_weights
+
+    assert default_tile(get_arch("unet-res")) == DEFAULT_TILE
+    assert default_tile(get_arch("llid")) < DEFAULT_TILE
+    config = {"gray_channels": 4, "unet_width": 2, "sft_channels": 4}
+    path = save_weights(
+        tmp_path / "llid.safetensors", create_model("llid", **config), WeightsInfo("llid", config)
+    )
+    assert load_enhancer(weights=path, device="cpu").tile == get_arch("llid").tile
+    assert load_enhancer(weights=path, device="cpu", tile="auto").tile == get_arch("llid").tile
+    assert load_enhancer(weights=path, device="cpu", tile=256).tile == 256

@@ -138,6 +138,7 @@ class CGNetI2I(nn.Module):
     description="CGNet context-guided encoder (local context pooling) with a bilinear decoder",
     multiple=8,
     receptive_field=299,
+    tile=768,  # peak memory: benchmarks.speed
     overlap=192,
 )
 def cgnet(

@@ -156,6 +156,7 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     description="fitted percentile (histogram) mapping + CNN of special modules",
     multiple=1,
     receptive_field=37,
+    tile=768,  # peak memory: benchmarks.speed
     context_fn=histogram_percentiles,
 )
 def histnet(channels: int = 32, modules: int = 4, ridge: float = 1e-3) -> nn.Module:

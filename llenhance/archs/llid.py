@@ -260,6 +260,7 @@ class LLID(nn.Module):
     description="denoise (latent subspace, grayscale) then relight (scattering model) + SFT refine",
     multiple=4,
     receptive_field=81,
+    tile=640,  # peak memory: benchmarks.speed
 )
 def llid(
     gray_channels: int = 16,

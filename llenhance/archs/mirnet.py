@@ -190,6 +190,7 @@ class MIRNet(nn.Module):
     description="MIRNet: multi-scale residual blocks, dual attention, SKFF (local pooling)",
     multiple=4,
     receptive_field=247,
+    tile=768,  # peak memory: benchmarks.speed
 )
 def mirnet(
     channels: int = 16,

@@ -32,6 +32,9 @@ class ArchSpec:
     overlap: int | None = None
     """Tile overlap found necessary for tiled output to match untiled within 1/255 with the
     shipped weights (``benchmarks.tiling``), where half the receptive field is not enough."""
+    tile: int | None = None
+    """Default tile where llenhance's usual one would hold too much memory (measured peak RSS
+    with ``benchmarks.speed``); None takes the usual one."""
     tileable: bool = True
     """False when the output depends on the whole image in a way tiles cannot reproduce."""
     context_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -80,6 +83,7 @@ def register_arch(
     multiple: int = 1,
     receptive_field: int = 64,
     overlap: int | None = None,
+    tile: int | None = None,
     tileable: bool = True,
     context_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     size_fn: Callable[[dict[str, Any]], tuple[int, int]] | None = None,
@@ -100,6 +104,7 @@ def register_arch(
             multiple=multiple,
             receptive_field=receptive_field,
             overlap=overlap,
+            tile=tile,
             tileable=tileable,
             context_fn=context_fn,
             size_fn=size_fn,

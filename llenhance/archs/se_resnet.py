@@ -70,6 +70,7 @@ class SEResNet(nn.Module):
     description="residual learning with local squeeze-excitation blocks, LeakyReLU, full res",
     multiple=1,
     receptive_field=115,
+    tile=768,  # peak memory: benchmarks.speed
 )
 def se_resnet(
     channels: int = 32,
