@@ -88,15 +88,13 @@ Tile = Annotated[
     str | None,
     typer.Option(
         help="Tile size in pixels; 0 runs the whole image at once; auto sizes it to GPU memory. "
-        f"[default: {DEFAULT_TILE}, less for models that need more memory]",
+        f"Default: {DEFAULT_TILE}, less for models that need more memory.",
         show_default=False,
     ),
 ]
 Overlap = Annotated[
     int | None,
-    typer.Option(
-        "--tile-overlap", help="Tile overlap in pixels [default: half the model's reach]."
-    ),
+    typer.Option("--tile-overlap", help="Tile overlap in pixels. Default: half the model's reach."),
 ]
 Offline = Annotated[
     bool,
