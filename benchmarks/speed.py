@@ -3,8 +3,8 @@
 Each run is a fresh subprocess, so its peak resident memory is that of one photo. Sizes: a 512²,
 a 1080p and a 4K photo from ``unpaired/real-hd`` and a generated 7680x4320 image. Also measures
 the plain untiled forward on 1024x1024 against the tiled model call on 3840x2160 (tiling
-overhead as a throughput ratio) and the max abs
-difference between tiled and untiled output where untiled fits.
+overhead as a throughput ratio) and the max abs difference between tiled and untiled output
+where untiled fits.
 
     python -m benchmarks.speed [--models unet-res,dncnn] [--sizes 512,1080p,4k,8k]
 """
@@ -98,7 +98,7 @@ def tiling_overhead(model: str) -> tuple[float, float]:
     rng = np.random.default_rng(0)
     rates = []
     for tile, (h, w) in ((0, (1024, 1024)), (None, SIZES["4k"])):
-        image = (rng.random((h, w, 3), dtype=np.float32) * 0.2).astype(np.float32)
+        image = rng.random((h, w, 3), dtype=np.float32) * np.float32(0.2)
         enhancer = load_enhancer(model, device="cpu", **({} if tile is None else {"tile": tile}))
         enhancer(image[:1024, :1024])
         start = time.perf_counter()

@@ -33,25 +33,28 @@ def save_checkpoint(
         save_file(tensors, str(tmp), metadata={_STATE_KEY: json.dumps(meta)})
 
 
-def read_checkpoint_record(path: Path) -> dict[str, Any]:
-    """The JSON record of a checkpoint (its run's config among it), without its tensors."""
+def _read(path: Path, with_tensors: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The JSON record of a checkpoint and, if asked, its tensors; a user error if unreadable."""
     try:
         with safe_open(str(path), framework="pt") as handle:
-            return json.loads((handle.metadata() or {})[_STATE_KEY])
+            meta = json.loads((handle.metadata() or {})[_STATE_KEY])
+            keys = handle.keys() if with_tensors else []
+            tensors = {key: handle.get_tensor(key) for key in keys}
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise UserError(f"{path}: not a usable training checkpoint ({exc})") from None
+    return meta, tensors
+
+
+def read_checkpoint_record(path: Path) -> dict[str, Any]:
+    """The JSON record of a checkpoint (its run's config among it), without its tensors."""
+    return _read(path, with_tensors=False)[0]
 
 
 def load_checkpoint(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:
     """Restore model, optimizer and RNG from ``path``; return the JSON record."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {})[_STATE_KEY])
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, KeyError, ValueError) as exc:
-        raise UserError(f"{path}: not a usable training checkpoint ({exc})") from None
+    meta, tensors = _read(path, with_tensors=True)
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_state)

@@ -144,7 +144,7 @@ def enhance_array(
     image: np.ndarray,
     spec: ArchSpec,
     *,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     overlap: int | None = None,
     batch_tiles: int = 1,
     amp: bool = False,
@@ -153,7 +153,8 @@ def enhance_array(
 ) -> np.ndarray:
     """Enhance ``image`` (HxWx3: float32 in [0, 1], uint8 or uint16) with ``model``.
 
-    ``tile=0`` runs the whole image at once; ``overlap=None`` takes :func:`default_overlap`.
+    ``tile=0`` runs the whole image at once, ``tile=None`` takes :func:`default_tile`;
+    ``overlap=None`` takes :func:`default_overlap`.
     The result has exactly the input's size and ``out_dtype`` (float32 in [0, 1], or quantised
     uint8/uint16). Tiles are processed row by row
     and each finished band of rows is quantised into the output at once, so besides input and
@@ -164,7 +165,7 @@ def enhance_array(
         raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
     height, width = image.shape[:2]
     device = next(model.parameters()).device
-    tile = _effective_tile(height, width, spec, tile)
+    tile = _effective_tile(height, width, spec, default_tile(spec) if tile is None else tile)
     overlap = default_overlap(spec) if overlap is None else overlap
     context = None
     if spec.context_fn is not None:

@@ -35,7 +35,7 @@ from llenhance.errors import UserError
 from llenhance.evaluation import evaluate_enhancer
 from llenhance.losses import build_loss
 from llenhance.pictures import write_training_log
-from llenhance.tiling import DEFAULT_TILE, enhance_array
+from llenhance.tiling import enhance_array
 from llenhance.weights import WeightsInfo, load_state, read_info, resolve_weights, save_weights
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -68,7 +68,8 @@ class TrainConfig:
     workers: int = 0
     patience: int = 0
     val_every: int = 1
-    tile: int = DEFAULT_TILE
+    tile: int | None = None
+    """Validation tile; None takes the architecture's default."""
     max_bad_steps: int = 10
     command: str = ""
 

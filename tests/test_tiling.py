@@ -142,3 +142,9 @@ def test_each_architecture_brings_its_default_tile(tmp_path):
     assert load_enhancer(weights=path, device="cpu").tile == get_arch("llid").tile
     assert load_enhancer(weights=path, device="cpu", tile="auto").tile == get_arch("llid").tile
     assert load_enhancer(weights=path, device="cpu", tile=256).tile == 256
+    # enhance_array itself (as training's validation calls it) takes the same default
+    spec = get_arch("llid")
+    totals = []
+    model = create_model("llid", **config).eval()
+    enhance_array(model, scene(700, 900), spec, progress=lambda done, total: totals.append(total))
+    assert totals[-1] == count_tiles(700, 900, spec, spec.tile) > 1
