@@ -3,8 +3,8 @@
 Tiles sit on the grid of the model's required multiple and edges are padded exactly as the
 untiled run pads them, so each tile sees what the whole-image run sees. In each overlap, the
 pixels nearest a tile's edge (which lack context there) are dropped, and the two tiles are
-cross-faded over the middle of the overlap only, so tiled and untiled output agree. Memory is
-bounded by the tile.
+cross-faded over the middle of the overlap only, so tiled and untiled output agree. Working
+memory is bounded by the tile (the input and output arrays are held whole).
 """
 
 from __future__ import annotations
