@@ -36,16 +36,20 @@ import secrets
 import struct
 import threading
 import warnings
-import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from llenhance.bands import BAND_ROWS, SpooledImage, spool
 from llenhance.errors import UserError
+from llenhance.png import PngEncoder
+
+T = TypeVar("T")
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -308,25 +312,24 @@ def _decode_with_cv2(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
 _DEEP_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})  # 16-bit or float data
 
 
-def _decode_with_pillow(im: Image.Image) -> np.ndarray:
-    """A loaded Pillow image -> float32 HxW (grey), HxWx2 (grey+alpha), HxWx3 or HxWx4."""
+def _plain_mode(im: Image.Image) -> Image.Image:
+    """A loaded Pillow image in a mode numpy reads as native data: L (grey), LA (grey+alpha),
+    RGB, RGBA, or 16-bit/float modes. Common photos pass through without a copy."""
     mode = im.mode
     if mode in _DEEP_MODES or mode in ("L", "LA", "RGB", "RGBA"):
-        pass
-    elif mode == "1":
-        im = im.convert("L")
-    elif mode in ("P", "PA"):
+        return im
+    if mode == "1":
+        return im.convert("L")
+    if mode in ("P", "PA"):
         has_alpha = mode == "PA" or "transparency" in im.info
-        im = im.convert("RGBA" if has_alpha else "RGB")
-    elif mode == "La":
-        im = im.convert("LA")
-    elif mode in ("RGBa", "RGBX"):
-        im = im.convert("RGBA" if mode == "RGBa" else "RGB")
-    elif mode == "CMYK":
-        im = _cmyk_to_rgb(im)
-    else:  # YCbCr, LAB, HSV, ...
-        im = im.convert("RGB")
-    return _native(np.asarray(im))
+        return im.convert("RGBA" if has_alpha else "RGB")
+    if mode == "La":
+        return im.convert("LA")
+    if mode in ("RGBa", "RGBX"):
+        return im.convert("RGBA" if mode == "RGBa" else "RGB")
+    if mode == "CMYK":
+        return _cmyk_to_rgb(im)
+    return im.convert("RGB")  # YCbCr, LAB, HSV, ...
 
 
 def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
@@ -382,17 +385,17 @@ def _rgb_icc(icc: object) -> bytes | None:
     return None
 
 
-def read_image(
-    path: str | os.PathLike[str], *, as_float: bool = True
-) -> tuple[np.ndarray, ImageInfo]:
-    """Read an image file -> (rgb float32 HxWx3 in [0, 1], upright; :class:`ImageInfo`).
+Pixels = Image.Image | np.ndarray
+"""Decoded, not yet oriented pixels: a loaded Pillow image in a :func:`_plain_mode` mode, or an
+array from OpenCV (16-bit and float PNG/TIFF)."""
 
-    With ``as_float=False`` the pixels stay in their decoded type (uint8, uint16, or float32
-    for float sources), a quarter of the memory for 8-bit photos; :func:`to_float` converts.
 
-    Grey images are replicated to three channels; alpha (also from palette transparency) goes to
-    ``info.alpha``. 16-bit and float PNG/TIFF data keep their precision (``bit_depth=16``).
-    Raises :class:`UserError` for anything wrong with the file.
+def _decode(path: str | os.PathLike[str], consume: Callable[[Pixels, int, ImageInfo], T]) -> T:
+    """Decode ``path`` and hand (pixels, EXIF orientation, info without alpha) to ``consume``
+    while the decoder's image is alive; return what it returns.
+
+    Every problem with the file becomes a :class:`UserError`; errors raised by ``consume`` pass
+    through untouched.
     """
     path = Path(path)
     name = str(path)
@@ -411,62 +414,161 @@ def read_image(
         raise UserError(f"{name}: file is empty (0 bytes)")
 
     limit = MAX_MEGAPIXELS
-    try:
-        with _pillow_limit(limit * 1_000_000), Image.open(path) as im:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(_pillow_limit(limit * 1_000_000))
+            im = stack.enter_context(Image.open(path))
             _check_size(name, *im.size, limit)
             fmt = "JPEG" if im.format == "MPO" else (im.format or "")
             # Pillow decodes (and so validates) everything; it reduces 16-bit colour PNG/TIFF
             # to 8 bits, so those are decoded again by OpenCV, which keeps the precision.
             # (Validating first keeps libpng's complaints about corrupt files off stderr.)
             im.load()
-            arr = None
+            pixels = None
             if im.mode in _DEEP_MODES:
                 bit_depth = 16
             elif (fmt == "PNG" and _png_bit_depth(head) > 8) or (
                 fmt == "TIFF" and _tiff_bits(im) > 8
             ):
                 bit_depth = 16
-                arr = _decode_with_cv2(path.read_bytes(), im.size)
+                pixels = _decode_with_cv2(path.read_bytes(), im.size)
             else:
                 bit_depth = 8
-            if arr is None:
-                arr = _decode_with_pillow(im)
+            if pixels is None:
+                pixels = _plain_mode(im)
             orientation, exif = _metadata(im)
             icc = None if im.mode == "CMYK" else _rgb_icc(im.info.get("icc_profile"))
-    except UserError:
-        raise
-    except UnidentifiedImageError:
-        kind = _sniff(head)
-        if kind:
-            raise UserError(f"{name}: corrupt or truncated {kind} file") from None
-        raise UserError(f"{name}: not an image file (cannot identify image format)") from None
-    except Image.DecompressionBombError as e:
-        raise _bomb_error(name, head, e, limit) from None
-    except MemoryError:
-        raise UserError(f"{name}: not enough memory to decode this image") from None
-    except (OSError, EOFError) as e:
-        if isinstance(e, EOFError) or "truncated" in str(e).lower():
-            raise UserError(f"{name}: file is truncated") from None
-        raise UserError(f"{name}: corrupt image data ({_one_line(e)})") from None
-    except Exception as e:  # decoders raise anything on corrupt input
-        raise UserError(
-            f"{name}: corrupt image file ({type(e).__name__}: {_one_line(e)})"
-        ) from None
+        except UserError:
+            raise
+        except UnidentifiedImageError:
+            kind = _sniff(head)
+            if kind:
+                raise UserError(f"{name}: corrupt or truncated {kind} file") from None
+            raise UserError(f"{name}: not an image file (cannot identify image format)") from None
+        except Image.DecompressionBombError as e:
+            raise _bomb_error(name, head, e, limit) from None
+        except MemoryError:
+            raise UserError(f"{name}: not enough memory to decode this image") from None
+        except (OSError, EOFError) as e:
+            if isinstance(e, EOFError) or "truncated" in str(e).lower():
+                raise UserError(f"{name}: file is truncated") from None
+            raise UserError(f"{name}: corrupt image data ({_one_line(e)})") from None
+        except Exception as e:  # decoders raise anything on corrupt input
+            raise UserError(
+                f"{name}: corrupt image file ({type(e).__name__}: {_one_line(e)})"
+            ) from None
+        info = ImageInfo(format=fmt, bit_depth=bit_depth, icc_profile=icc, exif=exif)
+        return consume(pixels, orientation, info)
 
-    if arr.ndim == 2:
-        rgb, alpha = np.repeat(arr[:, :, None], 3, axis=2), None
-    elif arr.shape[2] == 2:
-        rgb, alpha = np.repeat(arr[:, :, :1], 3, axis=2), arr[:, :, 1]
+
+def _stored_size(pixels: Pixels) -> tuple[int, int]:
+    """(height, width) of decoded pixels, before orientation."""
+    if isinstance(pixels, np.ndarray):
+        return pixels.shape[0], pixels.shape[1]
+    return pixels.height, pixels.width
+
+
+def _oriented_rows(pixels: Pixels, orientation: int, top: int, bottom: int) -> np.ndarray:
+    """Rows [top, bottom) of the upright image as native data: only the matching rows (or, for
+    the orientations that transpose, columns) of the stored pixels are converted."""
+    height, width = _stored_size(pixels)
+    if orientation in (1, 2):
+        box = (0, top, width, bottom)
+    elif orientation in (3, 4):
+        box = (0, height - bottom, width, height - top)
+    elif orientation in (5, 6):
+        box = (top, 0, bottom, height)
     else:
-        rgb = arr[:, :, :3]
-        alpha = arr[:, :, 3] if arr.shape[2] == 4 else None
-    rgb = np.ascontiguousarray(_orient(rgb, orientation))
-    if as_float:
-        rgb = to_float(rgb)
-    if alpha is not None:
-        alpha = to_float(np.ascontiguousarray(_orient(alpha, orientation)))
-    info = ImageInfo(format=fmt, bit_depth=bit_depth, alpha=alpha, icc_profile=icc, exif=exif)
-    return rgb, info
+        box = (width - bottom, 0, width - top, height)
+    if isinstance(pixels, np.ndarray):
+        region = pixels[box[1] : box[3], box[0] : box[2]]
+    elif box == (0, 0, width, height):
+        region = _native(np.asarray(pixels))
+    else:
+        region = _native(np.asarray(pixels.crop(box)))
+    return _orient(region, orientation)
+
+
+def _upright_size(pixels: Pixels, orientation: int) -> tuple[int, int]:
+    height, width = _stored_size(pixels)
+    return (width, height) if orientation >= 5 else (height, width)
+
+
+def _split_alpha(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Native HxW, HxWx2, HxWx3 or HxWx4 data -> (HxWx3 RGB, HxW alpha or None)."""
+    if arr.ndim == 2:
+        return np.repeat(arr[:, :, None], 3, axis=2), None
+    if arr.shape[2] == 2:
+        return np.repeat(arr[:, :, :1], 3, axis=2), arr[:, :, 1]
+    return np.ascontiguousarray(arr[:, :, :3]), (arr[:, :, 3] if arr.shape[2] == 4 else None)
+
+
+def read_image(
+    path: str | os.PathLike[str], *, as_float: bool = True
+) -> tuple[np.ndarray, ImageInfo]:
+    """Read an image file -> (rgb float32 HxWx3 in [0, 1], upright; :class:`ImageInfo`).
+
+    With ``as_float=False`` the pixels stay in their decoded type (uint8, uint16, or float32
+    for float sources), a quarter of the memory for 8-bit photos; :func:`to_float` converts.
+
+    Grey images are replicated to three channels; alpha (also from palette transparency) goes to
+    ``info.alpha``. 16-bit and float PNG/TIFF data keep their precision (``bit_depth=16``).
+    Raises :class:`UserError` for anything wrong with the file.
+    """
+
+    def whole(pixels: Pixels, orientation: int, info: ImageInfo) -> tuple[np.ndarray, ImageInfo]:
+        height = _upright_size(pixels, orientation)[0]
+        rgb, alpha = _split_alpha(_oriented_rows(pixels, orientation, 0, height))
+        info.alpha = None if alpha is None else to_float(np.ascontiguousarray(alpha))
+        return (to_float(rgb) if as_float else rgb), info
+
+    return _decode(path, whole)
+
+
+def spool_image(
+    path: str | os.PathLike[str], directory: str | os.PathLike[str] | None = None
+) -> tuple[SpooledImage, ImageInfo]:
+    """Read an image file like :func:`read_image` with ``as_float=False``, but leave its upright
+    RGB pixels in an unlinked temporary file in ``directory`` (a :class:`SpooledImage`): the
+    decoder's copy is converted and written a band of rows at a time, so a photo is never in
+    memory twice, and not at all once this returns (alpha, if any, stays in ``info.alpha``).
+    """
+
+    def to_disk(
+        pixels: Pixels, orientation: int, info: ImageInfo
+    ) -> tuple[SpooledImage, ImageInfo]:
+        height = _upright_size(pixels, orientation)[0]
+        alphas: list[np.ndarray] = []
+
+        def bands() -> Iterator[np.ndarray]:
+            for top in range(0, height, BAND_ROWS):
+                rgb, alpha = _split_alpha(
+                    _oriented_rows(pixels, orientation, top, min(top + BAND_ROWS, height))
+                )
+                if alpha is not None:
+                    alphas.append(to_float(alpha))
+                yield rgb
+
+        try:
+            spooled = spool(bands(), directory)
+        except OSError as e:
+            where = directory if directory is not None else "the temporary folder"
+            raise UserError(
+                f"{path}: cannot write a temporary copy to {where} ({_one_line(e.strerror or e)})"
+            ) from None
+        info.alpha = np.concatenate(alphas) if alphas else None
+        return spooled, info
+
+    return _decode(path, to_disk)
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(width, height) from the file's header without decoding pixels; None if unreadable."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # the real read reports what is wrong
+        return None
 
 
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
@@ -476,21 +578,6 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------
 # Writing
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _add_png_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
-    """Insert iCCP / eXIf chunks right after IHDR of an encoded PNG."""
-    extra = b""
-    if icc:
-        extra += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc))
-    if exif:
-        extra += _png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
-    ihdr_end = 8 + 8 + 13 + 4  # signature + IHDR length/type + IHDR data + CRC
-    return png[:ihdr_end] + extra + png[ihdr_end:]
 
 
 def _validate_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -506,69 +593,21 @@ def _validate_rgb(rgb: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0, 1)
 
 
+def _validate_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
+    alpha = np.asarray(alpha)
+    if alpha.shape != (height, width):
+        raise ValueError(f"alpha shape {alpha.shape} does not match image {(height, width)}")
+    if alpha.dtype.kind == "f":
+        if not np.isfinite(alpha).all():
+            raise ValueError("alpha contains NaN or infinite values")
+        return np.clip(alpha, 0, 1)
+    return alpha
+
+
 PNG_COMPRESSION = 3
 """zlib level for PNG output. A 3840x2160 enhanced photo: level 6 (Pillow's default) takes
 2.55 s and 7.5 MB, level 3 0.70 s and 8.6 MB, level 1 0.49 s and 9.1 MB on this project's CPU
 (``python -m benchmarks.png``)."""
-
-
-def _encode(
-    rgb: np.ndarray,
-    info: ImageInfo,
-    fmt: str,
-    quality: int,
-    subsampling: str | None,
-    png_compression: int = PNG_COMPRESSION,
-) -> tuple[bytes | None, Image.Image | None, dict]:
-    """Either encoded bytes (16-bit via OpenCV) or a Pillow image plus save() options."""
-    alpha = info.alpha if fmt in _ALPHA_FORMATS else None
-    if alpha is not None:
-        alpha = np.asarray(alpha)
-        if alpha.shape != rgb.shape[:2]:
-            raise ValueError(f"alpha shape {alpha.shape} does not match image {rgb.shape[:2]}")
-        if not np.isfinite(alpha).all():
-            raise ValueError("alpha contains NaN or infinite values")
-        alpha = np.clip(alpha, 0, 1)
-    icc = _rgb_icc(info.icc_profile)
-    exif = info.exif or None
-
-    if info.bit_depth == 16 and fmt in ("PNG", "TIFF"):
-        data = to_uint16(rgb)[:, :, ::-1]
-        if alpha is not None:
-            data = np.dstack([data, to_uint16(alpha)])
-        params = [cv2.IMWRITE_PNG_COMPRESSION, png_compression] if fmt == "PNG" else []
-        ok, buf = cv2.imencode(
-            ".png" if fmt == "PNG" else ".tiff", np.ascontiguousarray(data), params
-        )
-        if not ok:
-            raise OSError("OpenCV could not encode the image")
-        encoded = buf.tobytes()
-        if fmt == "PNG":
-            encoded = _add_png_metadata(encoded, icc, exif)
-        return encoded, None, {}
-
-    pixels = to_uint8(rgb)
-    if alpha is not None:
-        im = Image.fromarray(np.dstack([pixels, to_uint8(alpha)]), "RGBA")
-    else:
-        im = Image.fromarray(pixels, "RGB")
-    options: dict = {}
-    if fmt in ("JPEG", "PNG", "TIFF", "WEBP"):
-        if icc:
-            options["icc_profile"] = icc
-        if exif and not (fmt == "JPEG" and len(exif) > _JPEG_MAX_EXIF):
-            options["exif"] = exif
-    if fmt == "JPEG":
-        options["quality"] = quality
-        if subsampling is not None:
-            options["subsampling"] = subsampling
-    elif fmt == "WEBP":
-        options["quality"] = quality
-    elif fmt == "PNG":
-        options["compress_level"] = png_compression
-    elif fmt == "TIFF":
-        options["compression"] = "tiff_lzw"
-    return None, im, options
 
 
 def _create_temp(directory: Path, name: str, suffix: str) -> tuple[int, Path]:
@@ -582,6 +621,211 @@ def _create_temp(directory: Path, name: str, suffix: str) -> tuple[int, Path]:
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a temporary file in {directory}")
+
+
+def _write_error(name: str, e: OSError) -> UserError:
+    if isinstance(e, PermissionError):
+        return UserError(f"{name}: permission denied")
+    return UserError(f"{name}: cannot write file ({_one_line(e.strerror or e)})")
+
+
+def check_output_path(path: str | os.PathLike[str]) -> str:
+    """The Pillow format an output ``path`` will be written in; :class:`UserError` if its
+    extension is unknown or its directory is missing, so a run can fail before decoding."""
+    path = Path(path)
+    fmt = _WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        supported = ", ".join(IMAGE_EXTENSIONS)
+        shown = f"'{path.suffix}'" if path.suffix else "no extension"
+        raise UserError(f"{path}: cannot write {shown}; supported extensions: {supported}")
+    if not path.parent.is_dir():
+        if path.parent.exists():
+            raise UserError(f"{path}: output directory is not a directory")
+        raise UserError(f"{path}: output directory does not exist")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory")
+    return fmt
+
+
+class ImageWriter:
+    """An image file written a band of rows at a time, top to bottom, atomically.
+
+    Rows go to a temporary file beside ``path``; :meth:`close` renames it into place, and
+    :meth:`abort` (or an exception inside a ``with`` block) removes it, so a crash never leaves
+    half an image. PNG is encoded as the rows arrive (:mod:`llenhance.png`), so a PNG result of
+    any size is never in memory; other formats are assembled in one Pillow image (one byte per
+    channel plus padding: 4 bytes a pixel) and encoded at :meth:`close`, 16-bit TIFF in one
+    array encoded by OpenCV.
+
+    Options and what ``info`` keeps are those of :func:`write_image`. Every problem a user can
+    cause (bad destination, bad option, disk full) raises :class:`UserError`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        height: int,
+        width: int,
+        info: ImageInfo | None = None,
+        *,
+        quality: int = 95,
+        subsampling: str | None = None,
+        png_compression: int = PNG_COMPRESSION,
+    ) -> None:
+        path = Path(path)
+        self.path, self._name = path, str(path)
+        suffix = path.suffix.lower()
+        fmt = check_output_path(path)
+        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+            raise UserError(f"JPEG/WebP quality must be an integer from 1 to 100, got {quality!r}")
+        if (
+            isinstance(png_compression, bool)
+            or not isinstance(png_compression, int)
+            or not 0 <= png_compression <= 9
+        ):
+            raise UserError(
+                f"PNG compression must be an integer from 0 to 9, got {png_compression!r}"
+            )
+        if subsampling is not None and subsampling not in _SUBSAMPLINGS:
+            raise UserError(
+                f"chroma subsampling must be one of {', '.join(_SUBSAMPLINGS)}, got {subsampling!r}"
+            )
+        if height < 1 or width < 1:
+            raise ValueError(f"an image needs at least one pixel, got {width}x{height}")
+        info = info if info is not None else ImageInfo(format=fmt)
+        alpha = info.alpha if fmt in _ALPHA_FORMATS else None
+        self._alpha = None if alpha is None else _validate_alpha(alpha, height, width)
+        self._icc = _rgb_icc(info.icc_profile)
+        self._exif = info.exif or None
+        self._format, self._deep = fmt, info.bit_depth == 16 and fmt in ("PNG", "TIFF")
+        self._height, self._width, self._top = height, width, 0
+        self._options = {"quality": quality, "subsampling": subsampling, "level": png_compression}
+
+        directory = path.parent
+        try:
+            fd, self._tmp = _create_temp(directory, path.name, suffix)
+        except PermissionError:
+            raise UserError(f"{path}: permission denied (cannot write to {directory})") from None
+        except OSError as e:
+            raise UserError(f"{path}: cannot write file ({_one_line(e.strerror or e)})") from None
+        self._file = os.fdopen(fd, "wb")
+        self._png: PngEncoder | None = None
+        self._canvas: Image.Image | None = None
+        self._array: np.ndarray | None = None
+        try:
+            if fmt == "PNG":
+                self._png = PngEncoder(
+                    self._file,
+                    width,
+                    height,
+                    bit_depth=16 if self._deep else 8,
+                    alpha=self._alpha is not None,
+                    level=png_compression,
+                    icc_profile=self._icc,
+                    exif=self._exif,
+                )
+            elif self._deep:
+                self._array = np.empty((height, width, 3), np.uint16)
+            else:
+                self._canvas = Image.new("RGB", (width, height))
+        except OSError as e:
+            self.abort()
+            raise _write_error(self._name, e) from None
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append ``rows`` (n x width x 3: float in [0, 1], uint8 or uint16)."""
+        rows = _validate_rgb(rows)
+        top, bottom = self._top, self._top + rows.shape[0]
+        if rows.shape[1] != self._width or bottom > self._height:
+            raise ValueError(
+                f"rows {top}-{bottom} of width {rows.shape[1]} do not fit a "
+                f"{self._width}x{self._height} image"
+            )
+        try:
+            if self._png is not None:
+                quantize = to_uint16 if self._deep else to_uint8
+                pixels = quantize(rows)
+                if self._alpha is not None:
+                    pixels = np.dstack([pixels, quantize(self._alpha[top:bottom])])
+                self._png.write(pixels)
+            elif self._array is not None:
+                self._array[top:bottom] = to_uint16(rows)
+            else:
+                self._canvas.paste(Image.fromarray(to_uint8(rows), "RGB"), (0, top))
+        except OSError as e:
+            self.abort()
+            raise _write_error(self._name, e) from None
+        self._top = bottom
+
+    def close(self) -> None:
+        """Encode what is left, then move the file into place (every row must be written)."""
+        if self._top != self._height:
+            self.abort()
+            raise ValueError(f"only {self._top} of {self._height} rows were written")
+        try:
+            if self._png is not None:
+                self._png.close()
+            elif self._array is not None:
+                self._encode_deep_tiff()
+            else:
+                self._encode_with_pillow()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._tmp, self.path)
+        except OSError as e:
+            self.abort()
+            raise _write_error(self._name, e) from None
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the temporary file; the destination is left as it was."""
+        self._canvas = self._array = self._png = None
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+
+    def __enter__(self) -> ImageWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _encode_deep_tiff(self) -> None:
+        data = self._array[:, :, ::-1]
+        if self._alpha is not None:
+            data = np.dstack([data, to_uint16(self._alpha)])
+        ok, buf = cv2.imencode(".tiff", np.ascontiguousarray(data))
+        if not ok:
+            raise OSError("OpenCV could not encode the image")
+        self._file.write(buf.tobytes())
+
+    def _encode_with_pillow(self) -> None:
+        im, fmt = self._canvas, self._format
+        if self._alpha is not None:
+            im.putalpha(Image.fromarray(to_uint8(self._alpha), "L"))
+        options: dict = {}
+        if fmt in ("JPEG", "TIFF", "WEBP"):
+            if self._icc:
+                options["icc_profile"] = self._icc
+            if self._exif and not (fmt == "JPEG" and len(self._exif) > _JPEG_MAX_EXIF):
+                options["exif"] = self._exif
+        if fmt in ("JPEG", "WEBP"):
+            options["quality"] = self._options["quality"]
+        if fmt == "JPEG" and self._options["subsampling"] is not None:
+            options["subsampling"] = self._options["subsampling"]
+        if fmt == "TIFF":
+            options["compression"] = "tiff_lzw"
+        im.save(self._file, format=fmt, **options)
 
 
 def write_image(
@@ -603,62 +847,12 @@ def write_image(
 
     Limitation: 16-bit TIFF is encoded by OpenCV, which drops the ICC profile and EXIF.
     An existing file at ``path`` is replaced only once the new one is completely written.
+    For results made a band at a time, :class:`ImageWriter` takes the rows as they come.
     """
-    path = Path(path)
-    name = str(path)
-    suffix = path.suffix.lower()
-    fmt = _WRITE_FORMATS.get(suffix)
-    if fmt is None:
-        supported = ", ".join(IMAGE_EXTENSIONS)
-        shown = f"'{path.suffix}'" if path.suffix else "no extension"
-        raise UserError(f"{name}: cannot write {shown}; supported extensions: {supported}")
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise UserError(f"JPEG/WebP quality must be an integer from 1 to 100, got {quality!r}")
-    if (
-        isinstance(png_compression, bool)
-        or not isinstance(png_compression, int)
-        or not 0 <= png_compression <= 9
-    ):
-        raise UserError(f"PNG compression must be an integer from 0 to 9, got {png_compression!r}")
-    if subsampling is not None and subsampling not in _SUBSAMPLINGS:
-        raise UserError(
-            f"chroma subsampling must be one of {', '.join(_SUBSAMPLINGS)}, got {subsampling!r}"
-        )
     rgb = _validate_rgb(rgb)
-    info = info if info is not None else ImageInfo(format=fmt)
-
-    directory = path.parent
-    if not directory.is_dir():
-        if directory.exists():
-            raise UserError(f"{name}: output directory is not a directory")
-        raise UserError(f"{name}: output directory does not exist")
-    if path.is_dir():
-        raise UserError(f"{name}: is a directory")
-
-    encoded, im, options = _encode(rgb, info, fmt, quality, subsampling, png_compression)
-    try:
-        fd, tmp = _create_temp(directory, path.name, suffix)
-    except PermissionError:
-        raise UserError(f"{name}: permission denied (cannot write to {directory})") from None
-    except OSError as e:
-        raise UserError(f"{name}: cannot write file ({_one_line(e.strerror or e)})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if encoded is not None:
-                f.write(encoded)
-            else:
-                im.save(f, format=fmt, **options)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, PermissionError):
-            raise UserError(f"{name}: permission denied") from None
-        if isinstance(e, OSError):
-            raise UserError(f"{name}: cannot write file ({_one_line(e.strerror or e)})") from None
-        raise
+    options = {"quality": quality, "subsampling": subsampling, "png_compression": png_compression}
+    with ImageWriter(path, rgb.shape[0], rgb.shape[1], info, **options) as writer:
+        writer.write(rgb)
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from llenhance.archs import ArchSpec, get_arch
+from llenhance.bands import RowSource, Shrinker, SpooledImage, shrink
 from llenhance.catalog import DEFAULT_MODEL
 from llenhance.devices import fuse_batchnorm, place_model, resolve_device
 from llenhance.errors import UserError
@@ -21,8 +22,11 @@ from llenhance.images import (
     IMAGE_EXTENSIONS,
     PNG_COMPRESSION,
     ImageInfo,
+    ImageWriter,
+    check_output_path,
+    image_size,
     list_images,
-    read_image,
+    spool_image,
     write_image,
 )
 from llenhance.pictures import side_by_side
@@ -32,6 +36,7 @@ from llenhance.tiling import (
     count_tiles,
     default_tile,
     enhance_array,
+    enhance_bands,
     suggest_tile,
 )
 from llenhance.weights import WeightsInfo, load_model
@@ -66,6 +71,26 @@ class Enhancer:
     ) -> np.ndarray:
         """Enhance an HxWx3 image (float32 in [0, 1], uint8 or uint16)."""
         return enhance_array(
+            self.model,
+            image,
+            self.spec,
+            tile=self.tile,
+            overlap=self.overlap,
+            batch_tiles=self.batch_tiles,
+            amp=self.amp,
+            out_dtype=out_dtype,
+            progress=progress,
+        )
+
+    def bands(
+        self,
+        image: RowSource,
+        progress: TileProgress | None = None,
+        out_dtype: type[np.generic] = np.float32,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Enhance ``image`` (an array or a :class:`~llenhance.bands.SpooledImage`), yielding
+        finished bands of output rows, ``(top, rows)``, top to bottom."""
+        return enhance_bands(
             self.model,
             image,
             self.spec,
@@ -214,6 +239,15 @@ class BatchCallbacks:
     def image_end(self, job: Job, status: str, megapixels: float) -> None: ...
 
 
+OVERLAP_MAX_MEGAPIXELS = 40
+"""Photos up to this size are decoded while the previous one computes, and encoded while the
+next one does; larger ones are decoded, enhanced and encoded one at a time, so two of them are
+never in memory together."""
+
+COMPARE_SIDE = 2048
+"""Largest side of a ``--compare`` picture."""
+
+
 def enhance_files(
     jobs: Iterable[Job],
     enhancer: Enhancer,
@@ -227,11 +261,15 @@ def enhance_files(
 ) -> BatchReport:
     """Enhance each job's source into its target, going on past failures.
 
-    The next image is decoded and the previous one encoded on background threads while the
-    model computes; 8-bit images stay 8-bit in memory, so a run holds at most two inputs and
-    one output at a time, whatever the number of images. An existing target is skipped unless
-    ``force``; outputs are written to a temporary name and renamed, so an interrupted batch
-    resumes cleanly.
+    A photo is decoded once into an unlinked temporary file beside its output
+    (:func:`~llenhance.images.spool_image`), enhanced a band of rows at a time, and its rows
+    are encoded as they come (PNG) or gathered into one image that is encoded at the end
+    (other formats). Memory so holds the decoder's copy of a photo while it is decoded, and
+    afterwards only tiles, one image-wide band and, for formats other than PNG, the result;
+    it does not grow with the number of images. Up to OVERLAP_MAX_MEGAPIXELS, the next photo is
+    decoded and the previous one encoded on background threads while the model computes.
+    An existing target is skipped unless ``force``; outputs are written to a temporary name and
+    renamed, so an interrupted batch resumes cleanly.
     """
     callbacks = callbacks or BatchCallbacks()
     report = BatchReport()
@@ -243,60 +281,108 @@ def enhance_files(
             callbacks.image_end(job, "skipped", 0.0)
         else:
             todo.append(job)
+    options = {"quality": quality, "subsampling": subsampling, "png_compression": png_compression}
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
-        read = functools.partial(read_image, as_float=False)
-        pending_reads: list[Future] = [reader.submit(read, j.source) for j in todo[:1]]
+
+        def spool_job(job: Job) -> tuple[SpooledImage, ImageInfo]:
+            check_output_path(job.target)  # before the decode, and before a spool beside it
+            return spool_image(job.source, job.target.parent)
+
+        def read(job: Job) -> Future:
+            return reader.submit(spool_job, job)
+
         writes: list[tuple[Job, float, Future]] = []
+        upcoming = read(todo[0]) if todo else None
         for index, job in enumerate(todo):
-            future = pending_reads.pop(0)
-            if index + 1 < len(todo):
-                pending_reads.append(reader.submit(read, todo[index + 1].source))
+            future = upcoming if upcoming is not None else read(job)
+            upcoming = None
+            following = todo[index + 1] if index + 1 < len(todo) else None
+            if following is not None and _small(following.source):
+                upcoming = read(following)
             try:
-                rgb, info = future.result()
+                source, info = future.result()
             except UserError as exc:
                 report.failed.append((job.source, str(exc)))
                 callbacks.image_end(job, "failed", 0.0)
                 continue
-            mp = rgb.shape[0] * rgb.shape[1] / 1e6
-            callbacks.image_start(job, enhancer.tiles_for(*rgb.shape[:2]))
-            result = enhancer(
-                rgb,
-                progress=lambda d, t, mp=mp: callbacks.tile_done(d, t, mp),
-                out_dtype=np.uint16 if info.bit_depth == 16 else np.uint8,
-            )
-            _collect(writes, report, callbacks, block=True)  # at most one image being written
-            side = side_by_side(rgb, result) if compare else None
-            del rgb
-            write = functools.partial(
-                _write,
-                options={
-                    "quality": quality,
-                    "subsampling": subsampling,
-                    "png_compression": png_compression,
-                },
-                side=side,
-            )
-            writes.append((job, mp, writer.submit(write, job.target, result, info)))
+            with source:
+                height, width = source.shape[:2]
+                mp = height * width / 1e6
+                if mp > OVERLAP_MAX_MEGAPIXELS:
+                    _collect(writes, report, callbacks, block=True)
+                try:
+                    finish = _enhance_one(
+                        source, info, job, enhancer, writer, callbacks, options, compare
+                    )
+                except UserError as exc:
+                    report.failed.append((job.source, str(exc)))
+                    callbacks.image_end(job, "failed", 0.0)
+                    continue
+            _collect(writes, report, callbacks, block=True)  # at most one image being encoded
+            writes.append((job, mp, writer.submit(finish)))
         _collect(writes, report, callbacks, block=True)
     report.seconds = time.perf_counter() - started
     return report
 
 
+def _small(path: Path) -> bool:
+    size = image_size(path)
+    return size is not None and size[0] * size[1] / 1e6 <= OVERLAP_MAX_MEGAPIXELS
+
+
+def _enhance_one(
+    source: SpooledImage,
+    info: ImageInfo,
+    job: Job,
+    enhancer: Enhancer,
+    pool: ThreadPoolExecutor,
+    callbacks: BatchCallbacks,
+    options: dict,
+    compare: bool,
+) -> Callable[[], None]:
+    """Enhance ``source`` into ``job.target``, handing each finished band to ``pool`` to encode
+    while the next one computes; return the call that finishes the file (and the
+    ``--compare`` picture)."""
+    height, width = source.shape[:2]
+    mp = height * width / 1e6
+    output = ImageWriter(job.target, height, width, info, **options)
+    factor = max(1, min(height, width) // (COMPARE_SIDE // 2))
+    before = shrink(source, factor) if compare else None
+    after = Shrinker(factor) if compare else None
+    pending: Future | None = None
+    try:
+        callbacks.image_start(job, enhancer.tiles_for(height, width))
+        for _, rows in enhancer.bands(
+            source,
+            progress=lambda d, t: callbacks.tile_done(d, t, mp),
+            out_dtype=np.uint16 if info.bit_depth == 16 else np.uint8,
+        ):
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(output.write, rows)
+            if after is not None:
+                after.add(rows)
+        if pending is not None:
+            pending.result()
+    except BaseException:
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                pending.result()
+        output.abort()
+        raise
+
+    def finish() -> None:
+        output.close()
+        if compare:
+            side = side_by_side(before, after.result(), max_side=COMPARE_SIDE)
+            write_image(compare_path(job.target), side, **options)
+
+    return finish
+
+
 def compare_path(target: Path) -> Path:
     """Where ``--compare`` puts the side-by-side picture of an output."""
     return target.with_name(f"{target.stem}_compare{target.suffix}")
-
-
-def _write(
-    target: Path,
-    rgb: np.ndarray,
-    info: ImageInfo,
-    options: dict,
-    side: np.ndarray | None,
-) -> None:
-    write_image(target, rgb, info, **options)
-    if side is not None:
-        write_image(compare_path(target), side, **options)
 
 
 def _collect(writes: list, report: BatchReport, callbacks: BatchCallbacks, block: bool) -> None:

@@ -3,8 +3,9 @@
 Tiles sit on the grid of the model's required multiple and edges are padded exactly as the
 untiled run pads them, so each tile sees what the whole-image run sees. In each overlap, the
 pixels nearest a tile's edge (which lack context there) are dropped, and the two tiles are
-cross-faded over the middle of the overlap only, so tiled and untiled output agree. Working
-memory is bounded by the tile (the input and output arrays are held whole).
+cross-faded over the middle of the overlap only, so tiled and untiled output agree. The input
+is read and the output produced one band of rows at a time (:func:`enhance_bands`), so working
+memory is bounded by the tile and the image's width, never by its height.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 
 from llenhance.archs import ArchSpec
 from llenhance.archs.context import whole_image_context
+from llenhance.bands import RowSource
 from llenhance.errors import UserError
 from llenhance.images import to_float, to_uint8, to_uint16
 
@@ -134,14 +136,103 @@ def _quantizer(out_dtype: np.dtype) -> Callable[[np.ndarray], np.ndarray]:
     if out_dtype == np.uint16:
         return to_uint16
     if out_dtype == np.float32:
-        return lambda x: x
+        return np.copy  # the accumulator it comes from is reused
     raise ValueError(f"out_dtype must be float32, uint8 or uint16, not {out_dtype}")
 
 
 @torch.inference_mode()
+def enhance_bands(
+    model: nn.Module,
+    image: RowSource,
+    spec: ArchSpec,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_tiles: int = 1,
+    amp: bool = False,
+    out_dtype: type[np.generic] = np.float32,
+    progress: TileProgress | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Enhance ``image`` tile row by tile row, yielding ``(top, band)``: finished output rows in
+    order, so a streaming encoder can write them at once.
+
+    ``image`` is HxWx3 (float32 in [0, 1], uint8 or uint16) and is read one band of rows per tile
+    row. Besides that band, memory holds one tile-high, image-wide float accumulator, whatever
+    the image's height. Options as in :func:`enhance_array`.
+    """
+    if len(image.shape) != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
+    height, width = image.shape[:2]
+    device = next(model.parameters()).device
+    tile = _effective_tile(height, width, spec, default_tile(spec) if tile is None else tile)
+    overlap = default_overlap(spec) if overlap is None else overlap
+    context = None
+    if spec.context_fn is not None:
+        context = whole_image_context(image, spec.context_fn).to(device)
+    windows = list(_tile_windows(height, width, spec, tile, overlap))
+    ys = sorted({y for y, _, _, _ in windows})
+    xs = sorted({x for _, x, _, _ in windows})
+    tile_h, tile_w = windows[0][2], windows[0][3]
+    quantize = _quantizer(np.dtype(out_dtype))
+
+    # A tile's blend weight is wy(row) * wx(column), so the total over all tiles is
+    # row_total(y) * col_total(x): two vectors instead of an image-sized weight array.
+    col_ramps = {
+        x: _ramp(tile_w, overlap, before=x > xs[0], after=x < xs[-1])[: min(x + tile_w, width) - x]
+        for x in xs
+    }
+    col_total = np.zeros(width, np.float32)
+    for x, ramp in col_ramps.items():
+        col_total[x : x + len(ramp)] += ramp
+    row_total = np.zeros(height, np.float32)
+
+    def tile_input(band: np.ndarray, x: int) -> np.ndarray:
+        region = to_float(band[:, x : min(x + tile_w, width)])
+        pad_h, pad_w = tile_h - region.shape[0], tile_w - region.shape[1]
+        if pad_h or pad_w:
+            region = np.pad(region, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        return region
+
+    band_top = 0  # first output row not yet final; acc[i] accumulates row band_top + i
+    acc = np.zeros((min(tile_h, height), width, 3), np.float32)
+    done = 0
+    for row, y in enumerate(ys):
+        bottom = min(y + tile_h, height)
+        band = np.asarray(image[y:bottom])
+        wy = _ramp(tile_h, overlap, before=row > 0, after=row < len(ys) - 1)[: bottom - y]
+        row_total[y:bottom] += wy
+        lines = acc[y - band_top : bottom - band_top]
+        for first in range(0, len(xs), max(1, batch_tiles)):
+            group = xs[first : first + max(1, batch_tiles)]
+            batch = _to_batch([tile_input(band, x) for x in group], device)
+            ctx = None if context is None else context.expand(len(group), -1)
+            with _autocast(device, amp):
+                result = spec.run(model, batch, ctx)
+            result = result.float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+            for res, x in zip(result, group, strict=True):
+                wx = col_ramps[x]
+                right = x + len(wx)
+                lines[:, x:right] += (
+                    res[: bottom - y, : right - x] * wy[:, None, None] * wx[None, :, None]
+                )
+            done += len(group)
+            if progress is not None:
+                progress(done, len(windows))
+        del band
+        final = (ys[row + 1] if row + 1 < len(ys) else height) - band_top
+        finished = acc[:final]
+        finished /= row_total[band_top : band_top + final, None, None]
+        finished /= col_total[None, :, None]
+        yield band_top, quantize(finished)
+        carry = bottom - band_top - final  # rows the next tile row still blends into
+        acc[:carry] = acc[final : final + carry]
+        acc[carry:] = 0
+        band_top += final
+
+
 def enhance_array(
     model: nn.Module,
-    image: np.ndarray,
+    image: RowSource,
     spec: ArchSpec,
     *,
     tile: int | None = None,
@@ -156,68 +247,25 @@ def enhance_array(
     ``tile=0`` runs the whole image at once, ``tile=None`` takes :func:`default_tile`;
     ``overlap=None`` takes :func:`default_overlap`.
     The result has exactly the input's size and ``out_dtype`` (float32 in [0, 1], or quantised
-    uint8/uint16). Tiles are processed row by row
-    and each finished band of rows is quantised into the output at once, so besides input and
-    output only one band of float accumulators is held. ``model`` must already be on its
+    uint8/uint16); it is assembled from :func:`enhance_bands`. ``model`` must already be on its
     device, in eval mode.
     """
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
-    height, width = image.shape[:2]
-    device = next(model.parameters()).device
-    tile = _effective_tile(height, width, spec, default_tile(spec) if tile is None else tile)
-    overlap = default_overlap(spec) if overlap is None else overlap
-    context = None
-    if spec.context_fn is not None:
-        context = whole_image_context(image, spec.context_fn).to(device)
-    windows = list(_tile_windows(height, width, spec, tile, overlap))
-    ys = sorted({y for y, _, _, _ in windows})
-    xs = sorted({x for _, x, _, _ in windows})
-    quantize = _quantizer(np.dtype(out_dtype))
-    out = np.empty((height, width, 3), dtype=out_dtype)
-
-    def tile_input(y: int, x: int, th: int, tw: int) -> np.ndarray:
-        region = to_float(image[y : min(y + th, height), x : min(x + tw, width)])
-        pad_h, pad_w = th - region.shape[0], tw - region.shape[1]
-        if pad_h or pad_w:
-            region = np.pad(region, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        return region
-
-    band_top = 0  # first output row not yet final
-    acc = np.zeros((0, width, 3), np.float32)
-    weight = np.zeros((0, width, 1), np.float32)
-    done = 0
-    for row, y in enumerate(ys):
-        row_windows = [w for w in windows if w[0] == y]
-        th = row_windows[0][2]
-        bottom = min(y + th, height)
-        if bottom - band_top > acc.shape[0]:
-            grow = bottom - band_top - acc.shape[0]
-            acc = np.concatenate([acc, np.zeros((grow, width, 3), np.float32)])
-            weight = np.concatenate([weight, np.zeros((grow, width, 1), np.float32)])
-        wy = _ramp(th, overlap, before=row > 0, after=row < len(ys) - 1)[: bottom - y]
-        for first in range(0, len(row_windows), max(1, batch_tiles)):
-            group = row_windows[first : first + max(1, batch_tiles)]
-            batch = _to_batch([tile_input(*w) for w in group], device)
-            ctx = None if context is None else context.expand(len(group), -1)
-            with _autocast(device, amp):
-                result = spec.run(model, batch, ctx)
-            result = result.float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-            for res, (_, x, _, tw) in zip(result, group, strict=True):
-                right = min(x + tw, width)
-                wx = _ramp(tw, overlap, before=x > xs[0], after=x < xs[-1])[: right - x]
-                window = (wy[:, None] * wx[None, :])[..., None]
-                acc[y - band_top : bottom - band_top, x:right] += (
-                    res[: bottom - y, : right - x] * window
-                )
-                weight[y - band_top : bottom - band_top, x:right] += window
-            done += len(group)
-            if progress is not None:
-                progress(done, len(windows))
-        final = (ys[row + 1] if row + 1 < len(ys) else height) - band_top
-        out[band_top : band_top + final] = quantize(acc[:final] / weight[:final])
-        acc, weight = acc[final:].copy(), weight[final:].copy()
-        band_top += final
+    out: np.ndarray | None = None
+    for top, band in enhance_bands(
+        model,
+        image,
+        spec,
+        tile=tile,
+        overlap=overlap,
+        batch_tiles=batch_tiles,
+        amp=amp,
+        out_dtype=out_dtype,
+        progress=progress,
+    ):
+        if out is None:
+            out = np.empty((image.shape[0], image.shape[1], 3), dtype=band.dtype)
+        out[top : top + len(band)] = band
+    assert out is not None
     return out
 
 

@@ -28,6 +28,7 @@ from llenhance.images import (
     to_uint8,
     write_image,
 )
+from llenhance.png import PngEncoder
 
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -643,22 +644,28 @@ def test_atomic_write_leaves_only_the_output(tmp_path, ext):
     assert (tmp_path / f"out{ext}").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])  # streamed PNG encoder; Pillow's save
 @pytest.mark.parametrize("error", [OSError(28, "No space left on device"), RuntimeError("boom")])
-def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch, error):
-    out = tmp_path / "out.png"
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch, error, suffix):
+    out = tmp_path / f"out{suffix}"
     out.write_bytes(b"previous result")
 
     def broken_save(self, fp, *args, **kwargs):
         fp.write(b"partial data")
         raise error
 
+    def broken_rows(self, rows):
+        self._file.write(b"partial data")
+        raise error
+
     monkeypatch.setattr(Image.Image, "save", broken_save)
+    monkeypatch.setattr(PngEncoder, "write", broken_rows)
     expected = UserError if isinstance(error, OSError) else RuntimeError
     with pytest.raises(expected) as e:
         write_image(out, np.zeros((4, 4, 3), np.float32))
     if expected is UserError:
-        assert "out.png" in str(e.value) and "No space left" in str(e.value)
-    assert files_in(tmp_path) == ["out.png"]
+        assert out.name in str(e.value) and "No space left" in str(e.value)
+    assert files_in(tmp_path) == [out.name]
     assert out.read_bytes() == b"previous result"
 
 

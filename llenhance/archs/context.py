@@ -14,6 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llenhance.bands import RowSource, shrink
+from llenhance.images import to_float
+
 THUMBNAIL_SIDE = 64
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 CONTEXT_FEATURES = 3 + 2 + len(QUANTILES)
@@ -46,22 +49,21 @@ CONTEXT_INPUT_SIDE = 1024
 
 
 def whole_image_context(
-    image: np.ndarray, context_fn: Callable[[torch.Tensor], torch.Tensor]
+    image: RowSource, context_fn: Callable[[torch.Tensor], torch.Tensor]
 ) -> torch.Tensor:
-    """``context_fn`` of an HxWx3 image (uint8, uint16 or float in [0, 1]) as a (1, K) tensor.
+    """``context_fn`` of an HxWx3 image (uint8, uint16 or float in [0, 1]; an array or any
+    :class:`~llenhance.bands.RowSource`) as a (1, K) tensor.
 
-    Images larger than CONTEXT_INPUT_SIDE are first area-downscaled with OpenCV, so an 8K photo
-    needs no full-size float copy; smaller ones (all training images) are used as they are.
+    Images larger than CONTEXT_INPUT_SIDE are first box-averaged band by band by a whole factor
+    (so a photo of any size is never held as floats, nor whole) and then area-downscaled with
+    OpenCV; smaller ones (all training images) are used as they are.
     """
-    height, width = image.shape[:2]
+    small = shrink(image, max(1, max(image.shape[:2]) // CONTEXT_INPUT_SIDE))
+    height, width = small.shape[:2]
     scale = CONTEXT_INPUT_SIDE / max(height, width)
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    if image.dtype == np.uint8:
-        image = image.astype(np.float32) / np.float32(255)
-    elif image.dtype == np.uint16:
-        image = image.astype(np.float32) / np.float32(65535)
-    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
+        small = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
+    tensor = torch.from_numpy(np.ascontiguousarray(to_float(small))).permute(2, 0, 1)
     with torch.inference_mode():
         return context_fn(tensor[None])

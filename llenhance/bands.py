@@ -1,0 +1,131 @@
+"""Images handled a band of rows at a time, so a photo of any size costs memory by its width only.
+
+The tiler reads its input and emits its output in bands of rows. A :class:`SpooledImage` keeps
+a decoded photo's pixels in an unlinked temporary file beside the output while it is enhanced,
+instead of in memory; :func:`shrink` makes a box-averaged small copy of any row source (for
+whole-image statistics and previews) without ever holding it whole.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+BAND_ROWS = 256
+"""Rows per band where a band is read or written for its own sake (spooling, shrinking)."""
+
+
+class RowSource(Protocol):
+    """An HxWxC image whose rows can be read a band at a time: a numpy array, or a
+    :class:`SpooledImage`."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, rows: slice) -> np.ndarray: ...
+
+
+class SpooledImage:
+    """An HxWxC image whose pixels live in a temporary file; ``image[y0:y1]`` reads rows.
+
+    The file is unlinked as soon as it is made (it vanishes with the process, even on a
+    crash). Reads go through the page cache, not through a memory map, so rows read once are
+    not counted in this process's resident memory.
+    """
+
+    def __init__(self, height: int, width: int, channels: int, dtype: np.dtype, file) -> None:
+        self.shape = (height, width, channels)
+        self.dtype = np.dtype(dtype)
+        self._file = file
+        self._row_bytes = width * channels * self.dtype.itemsize
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise TypeError("a SpooledImage reads contiguous row slices only")
+        start, stop, _ = rows.indices(self.shape[0])
+        count = max(0, stop - start)
+        self._file.seek(start * self._row_bytes)
+        band = np.fromfile(self._file, self.dtype, count * self._row_bytes // self.dtype.itemsize)
+        if band.size * self.dtype.itemsize != count * self._row_bytes:
+            raise OSError(f"spool file ended early at row {start}")
+        return band.reshape(count, *self.shape[1:])
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> SpooledImage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def spool(
+    bands: Iterable[np.ndarray], directory: str | os.PathLike[str] | None = None
+) -> SpooledImage:
+    """Write ``bands`` (row bands of one HxWxC image, top to bottom) to a temporary file in
+    ``directory`` (the system's temporary folder if None) and return it as a
+    :class:`SpooledImage`."""
+    # Not a with-block: the open file is handed to the SpooledImage, whose close() ends it.
+    file = tempfile.TemporaryFile(dir=None if directory is None else Path(directory))  # noqa: SIM115
+    try:
+        rows, first = 0, None
+        for band in bands:
+            first = band if first is None else first
+            if band.shape[1:] != first.shape[1:] or band.dtype != first.dtype:
+                raise ValueError(f"band of {band.shape} {band.dtype} after {first.shape}")
+            np.ascontiguousarray(band).tofile(file)
+            rows += band.shape[0]
+        if first is None:
+            raise ValueError("no bands to spool")
+        file.flush()
+    except BaseException:
+        file.close()
+        raise
+    return SpooledImage(rows, first.shape[1], first.shape[2], first.dtype, file)
+
+
+class Shrinker:
+    """Box-averages an image over ``factor`` x ``factor`` blocks as its bands of rows arrive, in
+    any heights (rows and columns beyond the last whole block are left out; uint8 is rounded)."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = max(1, factor)
+        self._rest: np.ndarray | None = None
+        self._parts: list[np.ndarray] = []
+
+    def add(self, band: np.ndarray) -> None:
+        if self._rest is not None:
+            band = np.concatenate([self._rest, band])
+        k = self.factor
+        rows, cols = band.shape[0] // k * k, band.shape[1] // k * k
+        if cols == 0:
+            raise ValueError(f"cannot shrink a {band.shape[1]}-pixel-wide image by {k}")
+        if rows:
+            size = (cols // k, rows // k)
+            small = cv2.resize(band[:rows, :cols], size, interpolation=cv2.INTER_AREA)
+            self._parts.append(small.reshape(size[1], size[0], -1))
+        self._rest = band[rows:].copy() if rows < band.shape[0] else None
+
+    def result(self) -> np.ndarray:
+        if not self._parts:
+            raise ValueError(f"an image needs {self.factor} rows to shrink by {self.factor}")
+        return np.concatenate(self._parts)
+
+
+def shrink(image: RowSource, factor: int) -> np.ndarray:
+    """``image`` box-averaged over ``factor`` x ``factor`` blocks (see :class:`Shrinker`), read
+    a band at a time; ``factor`` 1 returns the image itself as an array."""
+    if factor <= 1:
+        return np.asarray(image[:])
+    shrinker = Shrinker(factor)
+    step = factor * max(1, BAND_ROWS // factor)
+    for top in range(0, image.shape[0], step):
+        shrinker.add(np.asarray(image[top : top + step]))
+    return shrinker.result()

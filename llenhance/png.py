@@ -1,0 +1,119 @@
+"""A PNG encoder fed a band of rows at a time, so a result of any height is never held whole.
+
+Pillow and OpenCV encode PNG only from a whole image in memory; the format itself is a zlib
+stream of filtered rows, which numpy and :mod:`zlib` produce band by band. Each row gets the
+filter libpng's adaptive heuristic would pick (the least sum of absolute filtered bytes).
+8- and 16-bit RGB and RGBA, with optional ICC profile (iCCP) and EXIF (eXIf) chunks.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import BinaryIO
+
+import numpy as np
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CHUNK_BYTES = 1 << 18  # IDAT data is written in chunks of about this size
+_FILTER_ROWS = 64  # rows filtered at once: bounds the five candidate copies of a band
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _signed_cost(candidate: np.ndarray) -> np.ndarray:
+    """Per row, the sum of |byte| reading bytes as signed: libpng's filter heuristic."""
+    return np.minimum(candidate, 256 - candidate.astype(np.int32)).sum(axis=1, dtype=np.int64)
+
+
+def filter_rows(raw: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
+    """Filter ``raw`` (rows x bytes, uint8) whose previous row is ``above``: each output row is
+    its filter type byte followed by the filtered bytes, with the cheapest of the five filters."""
+    up = np.concatenate([above[None], raw[:-1]])
+    left = np.zeros_like(raw)
+    left[:, bpp:] = raw[:, :-bpp]
+    up_left = np.zeros_like(up)
+    up_left[:, bpp:] = up[:, :-bpp]
+    a, b, c = left.astype(np.int16), up.astype(np.int16), up_left.astype(np.int16)
+    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+    paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
+    candidates = np.stack(
+        [
+            raw,
+            raw - left,
+            raw - up,
+            raw - ((a + b) >> 1).astype(np.uint8),
+            raw - paeth,
+        ]
+    )
+    best = np.argmin(np.stack([_signed_cost(x) for x in candidates]), axis=0)
+    chosen = candidates[best, np.arange(raw.shape[0])]
+    return np.concatenate([best.astype(np.uint8)[:, None], chosen], axis=1)
+
+
+class PngEncoder:
+    """Writes a PNG to an open binary file: header at once, rows with :meth:`write` (any
+    number at a time, top to bottom), the end with :meth:`close`."""
+
+    def __init__(
+        self,
+        file: BinaryIO,
+        width: int,
+        height: int,
+        *,
+        bit_depth: int = 8,
+        alpha: bool = False,
+        level: int = 6,
+        icc_profile: bytes | None = None,
+        exif: bytes | None = None,
+    ) -> None:
+        if bit_depth not in (8, 16):
+            raise ValueError(f"bit_depth must be 8 or 16, not {bit_depth}")
+        self._file = file
+        self._shape = (width, 4 if alpha else 3)
+        self._dtype = np.dtype(">u2" if bit_depth == 16 else np.uint8)
+        self._bpp = self._shape[1] * self._dtype.itemsize
+        self._rows_left = height
+        self._above = np.zeros(width * self._bpp, np.uint8)
+        self._zlib = zlib.compressobj(level)
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        colour_type = 6 if alpha else 2
+        header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+        parts = [SIGNATURE, chunk(b"IHDR", header)]
+        if icc_profile:
+            parts.append(chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile)))
+        if exif:
+            parts.append(chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+        file.write(b"".join(parts))
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append ``rows`` (n x width x 3 or 4, uint8 or uint16 as the bit depth says)."""
+        if rows.shape[1:] != self._shape:
+            raise ValueError(f"rows of shape {rows.shape[1:]}, expected {self._shape}")
+        if rows.shape[0] > self._rows_left:
+            raise ValueError("more rows than the PNG's height")
+        self._rows_left -= rows.shape[0]
+        for top in range(0, rows.shape[0], _FILTER_ROWS):
+            part = np.ascontiguousarray(rows[top : top + _FILTER_ROWS], dtype=self._dtype)
+            raw = part.view(np.uint8).reshape(part.shape[0], -1)
+            self._emit(self._zlib.compress(filter_rows(raw, self._above, self._bpp).tobytes()))
+            self._above = raw[-1].copy()
+
+    def close(self) -> None:
+        """Finish the zlib stream and write the end chunk (all rows must have been written)."""
+        if self._rows_left:
+            raise ValueError(f"{self._rows_left} rows of the PNG were never written")
+        self._emit(self._zlib.flush(), force=True)
+        self._file.write(chunk(b"IEND", b""))
+
+    def _emit(self, data: bytes, force: bool = False) -> None:
+        if data:
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+        if self._pending_bytes >= _CHUNK_BYTES or (force and self._pending):
+            self._file.write(chunk(b"IDAT", b"".join(self._pending)))
+            self._pending, self._pending_bytes = [], 0
