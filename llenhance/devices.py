@@ -37,6 +37,25 @@ _KEEP_BYTES = 1 << 30
 
 
 @functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+def release_freed_memory() -> bool:
+    """Hand the memory freed so far back to the OS (glibc's malloc_trim, over every thread's
+    arena). :func:`reuse_freed_memory` keeps freed blocks for the next tile; a decoded photo's
+    buffer, freed once it is spooled, would otherwise stay resident (in the reading thread's
+    arena, where the model never reuses it). Returns False where the C library is not glibc."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+@functools.cache
 def reuse_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed blocks for reuse instead of handing them back to the OS.
 
@@ -45,9 +64,9 @@ def reuse_freed_memory() -> bool:
     photo. Freed memory is reused, not added to. Returns False (and changes nothing) where the
     C library is not glibc or refuses the setting.
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    libc = _glibc()
+    if libc is None:
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     for threshold in (_KEEP_BYTES, 32 << 20):  # older glibc caps the mmap threshold at 32 MiB
         if libc.mallopt(_M_MMAP_THRESHOLD, threshold):
             return bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 * threshold))

@@ -16,7 +16,12 @@ from torch import nn
 from llenhance.archs import ArchSpec, get_arch
 from llenhance.bands import RowSource, Shrinker, SpooledImage, shrink
 from llenhance.catalog import DEFAULT_MODEL
-from llenhance.devices import fuse_batchnorm, place_model, resolve_device
+from llenhance.devices import (
+    fuse_batchnorm,
+    place_model,
+    release_freed_memory,
+    resolve_device,
+)
 from llenhance.errors import UserError
 from llenhance.images import (
     IMAGE_EXTENSIONS,
@@ -286,7 +291,10 @@ def enhance_files(
 
         def spool_job(job: Job) -> tuple[SpooledImage, ImageInfo]:
             check_output_path(job.target)  # before the decode, and before a spool beside it
-            return spool_image(job.source, job.target.parent)
+            try:
+                return spool_image(job.source, job.target.parent)
+            finally:
+                release_freed_memory()  # the decoder's copy of the photo
 
         def read(job: Job) -> Future:
             return reader.submit(spool_job, job)
@@ -372,7 +380,10 @@ def _enhance_one(
         raise
 
     def finish() -> None:
-        output.close()
+        try:
+            output.close()
+        finally:
+            release_freed_memory()  # the encoded image, for formats encoded whole
         if compare:
             side = side_by_side(before, after.result(), max_side=COMPARE_SIDE)
             write_image(compare_path(job.target), side, **options)

@@ -11,6 +11,7 @@ memory is bounded by the tile and the image's width, never by its height.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Iterator
 
@@ -132,9 +133,9 @@ def _effective_tile(height: int, width: int, spec: ArchSpec, tile: int) -> int:
 
 def _quantizer(out_dtype: np.dtype) -> Callable[[np.ndarray], np.ndarray]:
     if out_dtype == np.uint8:
-        return to_uint8
+        return functools.partial(to_uint8, in_place=True)  # the accumulator is scratch by then
     if out_dtype == np.uint16:
-        return to_uint16
+        return functools.partial(to_uint16, in_place=True)
     if out_dtype == np.float32:
         return np.copy  # the accumulator it comes from is reused
     raise ValueError(f"out_dtype must be float32, uint8 or uint16, not {out_dtype}")
