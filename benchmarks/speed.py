@@ -6,7 +6,7 @@ the plain untiled forward on 1024x1024 against the tiled model call on 3840x2160
 overhead as a throughput ratio) and the max abs difference between tiled and untiled output
 where untiled fits.
 
-    python -m benchmarks.speed [--models unet-res,dncnn] [--sizes 512,1080p,4k,8k]
+    python -m benchmarks.speed [--models unet-res,dncnn] [--sizes 512,1080p,4k,8k,16k]
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from rich.table import Table
 
 from benchmarks._common import REAL_HD, peak_rss_mb
 
-SIZES = {"512": (512, 512), "1080p": (1080, 1920), "4k": (2160, 3840), "8k": (4320, 7680)}
+SIZES = {
+    "512": (512, 512),
+    "1080p": (1080, 1920),
+    "4k": (2160, 3840),
+    "8k": (4320, 7680),
+    "16k": (8640, 15360),
+}
+GENERATED = ("8k", "16k")
 
 
 def find_photo(height: int, width: int) -> Path | None:
@@ -38,17 +45,18 @@ def find_photo(height: int, width: int) -> Path | None:
     return None
 
 
-def make_8k(folder: Path) -> Path:
-    """A 7680x4320 dark photo: a 4K one upscaled (or noise when none is there)."""
+def make_large(folder: Path, size: str) -> Path:
+    """A dark photo of a generated size: a 4K one upscaled (or noise when none is there)."""
     import cv2
 
+    height, width = SIZES[size]
     source = find_photo(2160, 3840)
     if source is not None:
-        image = cv2.resize(cv2.imread(str(source)), (7680, 4320), interpolation=cv2.INTER_CUBIC)
+        image = cv2.resize(cv2.imread(str(source)), (width, height), interpolation=cv2.INTER_CUBIC)
     else:
-        image = (np.random.default_rng(0).random((4320, 7680, 3)) * 60).astype(np.uint8)
-    path = folder / "generated_8k.png"
-    cv2.imwrite(str(path), image)
+        image = (np.random.default_rng(0).random((height, width, 3)) * 60).astype(np.uint8)
+    path = folder / f"generated_{size}.png"
+    cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     return path
 
 
@@ -120,7 +128,7 @@ def max_tiled_difference(model: str, path: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=None, help="comma-separated (default: all shipped)")
-    parser.add_argument("--sizes", default="512,1080p,4k,8k")
+    parser.add_argument("--sizes", default="512,1080p,4k,8k,16k")
     parser.add_argument("--tile", type=int, default=None, help="tile size (default: llenhance's)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -144,7 +152,7 @@ def main() -> None:
         photos = {}
         for size in args.sizes.split(","):
             h, w = SIZES[size]
-            photos[size] = make_8k(folder) if size == "8k" else find_photo(h, w)
+            photos[size] = make_large(folder, size) if size in GENERATED else find_photo(h, w)
         for model in models:
             tile = args.tile or default_tile(get_arch(model))
             table = Table(title=f"{model}: end to end, fresh process, 2 threads, tile {tile}")

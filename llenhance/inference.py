@@ -300,10 +300,12 @@ def enhance_files(
             return reader.submit(spool_job, job)
 
         writes: list[tuple[Job, float, Future]] = []
-        upcoming = read(todo[0]) if todo else None
+        upcoming: Future | None = None
         for index, job in enumerate(todo):
-            future = upcoming if upcoming is not None else read(job)
-            upcoming = None
+            if upcoming is None:  # not read ahead (a large photo): decoded once all else is done
+                _collect(writes, report, callbacks, block=True)
+                upcoming = read(job)
+            future, upcoming = upcoming, None
             following = todo[index + 1] if index + 1 < len(todo) else None
             if following is not None and _small(following.source):
                 upcoming = read(following)
@@ -314,10 +316,7 @@ def enhance_files(
                 callbacks.image_end(job, "failed", 0.0)
                 continue
             with source:
-                height, width = source.shape[:2]
-                mp = height * width / 1e6
-                if mp > OVERLAP_MAX_MEGAPIXELS:
-                    _collect(writes, report, callbacks, block=True)
+                mp = source.shape[0] * source.shape[1] / 1e6
                 try:
                     finish = _enhance_one(
                         source, info, job, enhancer, writer, callbacks, options, compare

@@ -15,7 +15,7 @@ from typing import BinaryIO
 import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_CHUNK_BYTES = 1 << 18  # IDAT data is written in chunks of about this size
+_CHUNK_BYTES = 1 << 16  # IDAT data is written in chunks of about this size (as Pillow does)
 _FILTER_ROWS = 64  # rows filtered at once: bounds the five candidate copies of a band
 
 

@@ -87,15 +87,24 @@ def _even_tile(padded: int, tile: int, multiple: int, overlap: int) -> int:
     return min(tile, _round_up(-(-(padded - overlap) // count) + overlap, multiple))
 
 
-def _tile_windows(
+def _tile_grid(
     height: int, width: int, spec: ArchSpec, tile: int, overlap: int
-) -> Iterator[tuple[int, int, int, int]]:
+) -> tuple[list[int], list[int], int, int]:
+    """(row origins, column origins, tile height, tile width): tile (y, x) for every pair."""
     multiple = spec.multiple
     padded_h, padded_w = _round_up(height, multiple), _round_up(width, multiple)
     tile_h = _even_tile(padded_h, tile, multiple, overlap)
     tile_w = _even_tile(padded_w, tile, multiple, overlap)
-    for y in _starts(padded_h, tile_h, multiple, overlap):
-        for x in _starts(padded_w, tile_w, multiple, overlap):
+    ys = _starts(padded_h, tile_h, multiple, overlap)
+    return ys, _starts(padded_w, tile_w, multiple, overlap), tile_h, tile_w
+
+
+def _tile_windows(
+    height: int, width: int, spec: ArchSpec, tile: int, overlap: int
+) -> Iterator[tuple[int, int, int, int]]:
+    ys, xs, tile_h, tile_w = _tile_grid(height, width, spec, tile, overlap)
+    for y in ys:
+        for x in xs:
             yield y, x, tile_h, tile_w
 
 
@@ -117,7 +126,8 @@ def count_tiles(
 ) -> int:
     overlap = default_overlap(spec) if overlap is None else overlap
     tile = _effective_tile(height, width, spec, tile)
-    return sum(1 for _ in _tile_windows(height, width, spec, tile, overlap))
+    ys, xs, _, _ = _tile_grid(height, width, spec, tile, overlap)
+    return len(ys) * len(xs)
 
 
 def _effective_tile(height: int, width: int, spec: ArchSpec, tile: int) -> int:
@@ -170,10 +180,7 @@ def enhance_bands(
     context = None
     if spec.context_fn is not None:
         context = whole_image_context(image, spec.context_fn).to(device)
-    windows = list(_tile_windows(height, width, spec, tile, overlap))
-    ys = sorted({y for y, _, _, _ in windows})
-    xs = sorted({x for _, x, _, _ in windows})
-    tile_h, tile_w = windows[0][2], windows[0][3]
+    ys, xs, tile_h, tile_w = _tile_grid(height, width, spec, tile, overlap)
     quantize = _quantizer(np.dtype(out_dtype))
 
     # A tile's blend weight is wy(row) * wx(column), so the total over all tiles is
@@ -185,7 +192,6 @@ def enhance_bands(
     col_total = np.zeros(width, np.float32)
     for x, ramp in col_ramps.items():
         col_total[x : x + len(ramp)] += ramp
-    row_total = np.zeros(height, np.float32)
 
     def tile_input(band: np.ndarray, x: int) -> np.ndarray:
         region = to_float(band[:, x : min(x + tile_w, width)])
@@ -196,12 +202,13 @@ def enhance_bands(
 
     band_top = 0  # first output row not yet final; acc[i] accumulates row band_top + i
     acc = np.zeros((min(tile_h, height), width, 3), np.float32)
+    row_total = np.zeros(len(acc), np.float32)  # row_total[i] is that of row band_top + i
     done = 0
     for row, y in enumerate(ys):
         bottom = min(y + tile_h, height)
         band = np.asarray(image[y:bottom])
         wy = _ramp(tile_h, overlap, before=row > 0, after=row < len(ys) - 1)[: bottom - y]
-        row_total[y:bottom] += wy
+        row_total[y - band_top : bottom - band_top] += wy
         lines = acc[y - band_top : bottom - band_top]
         for first in range(0, len(xs), max(1, batch_tiles)):
             group = xs[first : first + max(1, batch_tiles)]
@@ -218,16 +225,18 @@ def enhance_bands(
                 )
             done += len(group)
             if progress is not None:
-                progress(done, len(windows))
+                progress(done, len(ys) * len(xs))
         del band
         final = (ys[row + 1] if row + 1 < len(ys) else height) - band_top
         finished = acc[:final]
-        finished /= row_total[band_top : band_top + final, None, None]
+        finished /= row_total[:final, None, None]
         finished /= col_total[None, :, None]
         yield band_top, quantize(finished)
         carry = bottom - band_top - final  # rows the next tile row still blends into
         acc[:carry] = acc[final : final + carry]
         acc[carry:] = 0
+        row_total[:carry] = row_total[final : final + carry]
+        row_total[carry:] = 0
         band_top += final
 
 

@@ -1,0 +1,258 @@
+"""Photos handled a band of rows at a time: spooled input, band-wise tiling, streamed PNG output."""
+
+from __future__ import annotations
+
+import io
+import struct
+import threading
+import tracemalloc
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from llenhance import images
+from llenhance.archs import create_model, get_arch
+from llenhance.bands import Shrinker, SpooledImage, shrink, spool
+from llenhance.errors import UserError
+from llenhance.images import ImageInfo, ImageWriter, read_image, spool_image, write_image
+from llenhance.png import PngEncoder
+from llenhance.tiling import enhance_array, enhance_bands
+from tests.conftest import TINY_UNET, darken, scene, write_png
+
+
+def _idat_filter_types(png: bytes, row_bytes: int) -> set[int]:
+    """The filter type byte of every row of a PNG (by walking its chunks)."""
+    data, pos = b"", 8
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        if png[pos + 4 : pos + 8] == b"IDAT":
+            data += png[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    raw = zlib.decompress(data)
+    return {raw[i] for i in range(0, len(raw), row_bytes + 1)}
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_png_encoder_is_lossless_for_bands_of_any_height(depth, channels):
+    rng = np.random.default_rng(depth + channels)
+    top = 255 if depth == 8 else 65535
+    dtype = np.uint8 if depth == 8 else np.uint16
+    smooth = cv2.resize(rng.random((4, 5, channels)), (53, 41), interpolation=cv2.INTER_CUBIC)
+    image = (np.clip(smooth, 0, 1) * top).astype(dtype)
+    image[30:] = (rng.random((11, 53, channels)) * top).astype(dtype)  # noise: other filters
+    out = io.BytesIO()
+    encoder = PngEncoder(out, 53, 41, bit_depth=depth, alpha=channels == 4, level=3)
+    for top_row, bottom in ((0, 1), (1, 17), (17, 40), (40, 41)):
+        encoder.write(image[top_row:bottom])
+    encoder.close()
+    decoded = cv2.imdecode(np.frombuffer(out.getvalue(), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded.dtype == dtype
+    np.testing.assert_array_equal(decoded[..., [2, 1, 0, 3][:channels]], image)
+    # the smooth and the noisy rows took different filters, so more than one was checked
+    assert len(_idat_filter_types(out.getvalue(), 53 * channels * depth // 8)) >= 3
+
+
+def test_png_encoder_refuses_too_many_or_too_few_rows():
+    encoder = PngEncoder(io.BytesIO(), 4, 3)
+    with pytest.raises(ValueError, match="more rows"):
+        encoder.write(np.zeros((4, 4, 3), np.uint8))
+    encoder.write(np.zeros((2, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="1 rows of the PNG were never written"):
+        encoder.close()
+
+
+def test_spooled_image_reads_row_slices_and_nothing_else(tmp_path):
+    image = np.arange(7 * 5 * 3, dtype=np.uint16).reshape(7, 5, 3)
+    with spool([image[:3], image[3:4], image[4:]], tmp_path) as spooled:
+        assert spooled.shape == (7, 5, 3) and spooled.dtype == np.uint16
+        np.testing.assert_array_equal(spooled[2:6], image[2:6])
+        np.testing.assert_array_equal(spooled[:], image)
+        np.testing.assert_array_equal(spooled[5:99], image[5:])
+        with pytest.raises(TypeError):
+            spooled[::2]
+    assert list(tmp_path.iterdir()) == []  # unlinked from the start
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_spool_image_equals_read_image_in_every_orientation(tmp_path, monkeypatch, orientation):
+    monkeypatch.setattr(images, "BAND_ROWS", 7)  # many bands, and a short last one
+    rng = np.random.default_rng(orientation)
+    rgba = (rng.random((23, 31, 4)) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[274] = orientation
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "in.png", exif=exif)
+    whole, info = read_image(tmp_path / "in.png", as_float=False)
+    spooled, spooled_info = spool_image(tmp_path / "in.png", tmp_path)
+    with spooled:
+        np.testing.assert_array_equal(spooled[:], whole)
+    assert whole.shape == ((31, 23, 3) if orientation >= 5 else (23, 31, 3))
+    np.testing.assert_array_equal(spooled_info.alpha, info.alpha)
+    assert spooled_info.exif == info.exif and spooled_info.bit_depth == 8
+
+
+@pytest.mark.parametrize("kind", ["grey", "16-bit"])
+def test_spool_image_keeps_grey_and_16_bit_like_read_image(tmp_path, monkeypatch, kind):
+    monkeypatch.setattr(images, "BAND_ROWS", 5)
+    rng = np.random.default_rng(0)
+    if kind == "grey":
+        data = (rng.random((12, 9)) * 255).astype(np.uint8)
+    else:
+        data = (rng.random((12, 9, 3)) * 65535).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "in.png"), data)
+    whole, info = read_image(tmp_path / "in.png", as_float=False)
+    spooled, spooled_info = spool_image(tmp_path / "in.png")
+    with spooled:
+        assert spooled.dtype == whole.dtype
+        np.testing.assert_array_equal(spooled[:], whole)
+    assert spooled_info.bit_depth == info.bit_depth == (8 if kind == "grey" else 16)
+
+
+def test_spool_image_reports_a_bad_file_as_read_image_does(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    with pytest.raises(UserError) as spooled:
+        spool_image(tmp_path / "bad.png")
+    with pytest.raises(UserError) as whole:
+        read_image(tmp_path / "bad.png")
+    assert str(spooled.value) == str(whole.value)
+
+
+def test_shrinking_in_bands_of_any_height_equals_one_box_average():
+    rng = np.random.default_rng(1)
+    image = (rng.random((50, 38, 3)) * 255).astype(np.uint8)
+    expected = cv2.resize(image[:48, :36], (12, 16), interpolation=cv2.INTER_AREA)
+    shrinker = Shrinker(3)
+    for top, bottom in ((0, 1), (1, 8), (8, 30), (30, 50)):
+        shrinker.add(image[top:bottom])
+    np.testing.assert_array_equal(shrinker.result(), expected)
+    np.testing.assert_array_equal(shrink(image, 3), expected)
+    np.testing.assert_array_equal(shrink(image, 1), image)
+
+
+def _tiny_model():
+    import torch
+
+    torch.manual_seed(0)
+    return create_model("unet-res", **TINY_UNET).eval()
+
+
+def test_bands_from_a_spool_equal_the_whole_array_result(tmp_path):
+    model, spec = _tiny_model(), get_arch("unet-res").for_config(TINY_UNET)
+    image = (darken(scene(150, 97)) * 255 + 0.5).astype(np.uint8)
+    whole = enhance_array(model, image, spec, tile=48, overlap=16, out_dtype=np.uint8)
+    tops, rows = [], []
+    with spool([image[:70], image[70:]], tmp_path) as spooled:
+        for top, band in enhance_bands(
+            model, spooled, spec, tile=48, overlap=16, out_dtype=np.uint8
+        ):
+            tops.append(top)
+            rows.append(band)
+    assert len(tops) > 2 and tops == sorted(tops) and tops[0] == 0
+    assert [t + len(b) for t, b in zip(tops, rows, strict=True)][:-1] == tops[1:]
+    np.testing.assert_array_equal(np.concatenate(rows), whole)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".webp", ".bmp"])
+def test_image_writer_in_bands_equals_write_image(tmp_path, suffix):
+    rgb = scene(37, 29)
+    info = ImageInfo(
+        format="PNG", alpha=np.linspace(0, 1, 37 * 29, dtype=np.float32).reshape(37, 29)
+    )
+    write_image(tmp_path / f"whole{suffix}", rgb, info)
+    with ImageWriter(tmp_path / f"bands{suffix}", 37, 29, info) as writer:
+        for top in range(0, 37, 10):
+            writer.write(rgb[top : top + 10])
+    whole, whole_info = read_image(tmp_path / f"whole{suffix}")
+    bands, bands_info = read_image(tmp_path / f"bands{suffix}")
+    np.testing.assert_array_equal(bands, whole)
+    assert (bands_info.alpha is None) == (suffix in (".jpg", ".bmp"))
+
+
+def test_image_writer_left_unfinished_leaves_nothing(tmp_path):
+    (tmp_path / "out.png").write_bytes(b"previous")
+    writer = ImageWriter(tmp_path / "out.png", 10, 4)
+    writer.write(np.zeros((6, 4, 3), np.float32))
+    with pytest.raises(ValueError, match="only 6 of 10 rows"):
+        writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+    assert (tmp_path / "out.png").read_bytes() == b"previous"
+
+
+def test_enhancing_a_taller_photo_takes_no_more_memory(tmp_path, tiny_weights):
+    """Peak traced allocation (numpy included) for a photo 4x as tall is about the same: the
+    input waits on disk and the PNG output is encoded as its rows come. (Both are taller than
+    2048 px, so both whole-image thumbnails are box-shrunk to about 1024 rows.)"""
+    from llenhance.inference import Job, enhance_files, load_enhancer
+
+    enhancer = load_enhancer(weights=tiny_weights, device="cpu", tile=96)
+    peaks = []
+    for height in (2100, 8400):
+        source = write_png(tmp_path / f"in{height}.png", darken(scene(height, 48)))
+        tracemalloc.start()
+        report = enhance_files([Job(source, tmp_path / f"out{height}.png")], enhancer)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert len(report.done) == 1
+        assert read_image(tmp_path / f"out{height}.png")[0].shape == (height, 48, 3)
+    assert peaks[1] < 1.15 * peaks[0]
+
+
+def test_large_photos_are_not_decoded_while_another_computes(tmp_path, tiny_weights, monkeypatch):
+    from llenhance import inference
+    from llenhance.inference import BatchCallbacks, enhance_files, load_enhancer, plan_jobs
+
+    for i in range(3):
+        write_png(tmp_path / "in" / f"{i}.png", darken(scene(64, 80, seed=i)))
+    events: list[str] = []
+    lock = threading.Lock()
+    real_spool = inference.spool_image
+
+    def recording_spool(path, directory):
+        with lock:
+            events.append(f"read {path.stem}")
+        return real_spool(path, directory)
+
+    class Recorder(BatchCallbacks):
+        def image_start(self, job, tiles):
+            with lock:
+                events.append(f"start {job.source.stem}")
+
+        def image_end(self, job, status, megapixels):
+            with lock:
+                events.append(f"end {job.source.stem}")
+
+    monkeypatch.setattr(inference, "spool_image", recording_spool)
+    monkeypatch.setattr(inference, "OVERLAP_MAX_MEGAPIXELS", 0.001)  # every photo is "large"
+    enhancer = load_enhancer(weights=tiny_weights, device="cpu")
+    report = enhance_files(
+        plan_jobs([tmp_path / "in"], tmp_path / "out"), enhancer, callbacks=Recorder()
+    )
+    assert len(report.done) == 3
+    assert events == [
+        "read 0",
+        "start 0",
+        "end 0",
+        "read 1",
+        "start 1",
+        "end 1",
+        "read 2",
+        "start 2",
+        "end 2",
+    ]
+
+
+def test_a_spooled_input_is_not_kept_beside_the_output(tmp_path, tiny_weights):
+    from llenhance.inference import enhance_files, load_enhancer, plan_jobs
+
+    write_png(tmp_path / "in" / "a.png", darken(scene(40, 50)))
+    enhancer = load_enhancer(weights=tiny_weights, device="cpu")
+    report = enhance_files(plan_jobs([tmp_path / "in"], tmp_path / "out"), enhancer)
+    assert len(report.done) == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
+def test_a_spool_image_is_a_row_source():
+    assert isinstance(spool([np.zeros((2, 3, 3), np.uint8)]), SpooledImage)
