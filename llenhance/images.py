@@ -724,7 +724,7 @@ class ImageWriter:
         self._png: PngEncoder | None = None
         self._canvas: Image.Image | None = None
         self._array: np.ndarray | None = None
-        try:
+        with self._aborting():
             if fmt == "PNG":
                 self._png = PngEncoder(
                     self._file,
@@ -740,12 +740,6 @@ class ImageWriter:
                 self._array = np.empty((height, width, 3), np.uint16)
             else:
                 self._canvas = Image.new("RGB", (width, height))
-        except OSError as e:
-            self.abort()
-            raise _write_error(self._name, e) from None
-        except BaseException:
-            self.abort()
-            raise
 
     def write(self, rows: np.ndarray) -> None:
         """Append ``rows`` (n x width x 3: float in [0, 1], uint8 or uint16)."""
@@ -756,7 +750,7 @@ class ImageWriter:
                 f"rows {top}-{bottom} of width {rows.shape[1]} do not fit a "
                 f"{self._width}x{self._height} image"
             )
-        try:
+        with self._aborting():
             if self._png is not None:
                 quantize = to_uint16 if self._deep else to_uint8
                 pixels = quantize(rows)
@@ -767,9 +761,6 @@ class ImageWriter:
                 self._array[top:bottom] = to_uint16(rows)
             else:
                 self._canvas.paste(Image.fromarray(to_uint8(rows), "RGB"), (0, top))
-        except OSError as e:
-            self.abort()
-            raise _write_error(self._name, e) from None
         self._top = bottom
 
     def close(self) -> None:
@@ -777,7 +768,7 @@ class ImageWriter:
         if self._top != self._height:
             self.abort()
             raise ValueError(f"only {self._top} of {self._height} rows were written")
-        try:
+        with self._aborting():
             if self._png is not None:
                 self._png.close()
             elif self._array is not None:
@@ -788,6 +779,12 @@ class ImageWriter:
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self._tmp, self.path)
+
+    @contextlib.contextmanager
+    def _aborting(self) -> Iterator[None]:
+        """On any error drop the temporary file; a file system error becomes a UserError."""
+        try:
+            yield
         except OSError as e:
             self.abort()
             raise _write_error(self._name, e) from None

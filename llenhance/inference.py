@@ -38,9 +38,9 @@ from llenhance.pictures import side_by_side
 from llenhance.tiling import (
     DEFAULT_TILE,
     TileProgress,
+    assemble,
     count_tiles,
     default_tile,
-    enhance_array,
     enhance_bands,
     suggest_tile,
 )
@@ -75,17 +75,7 @@ class Enhancer:
         out_dtype: type[np.generic] = np.float32,
     ) -> np.ndarray:
         """Enhance an HxWx3 image (float32 in [0, 1], uint8 or uint16)."""
-        return enhance_array(
-            self.model,
-            image,
-            self.spec,
-            tile=self.tile,
-            overlap=self.overlap,
-            batch_tiles=self.batch_tiles,
-            amp=self.amp,
-            out_dtype=out_dtype,
-            progress=progress,
-        )
+        return assemble(self.bands(image, progress, out_dtype), image.shape)
 
     def bands(
         self,

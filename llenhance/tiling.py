@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -260,22 +260,31 @@ def enhance_array(
     uint8/uint16); it is assembled from :func:`enhance_bands`. ``model`` must already be on its
     device, in eval mode.
     """
+    return assemble(
+        enhance_bands(
+            model,
+            image,
+            spec,
+            tile=tile,
+            overlap=overlap,
+            batch_tiles=batch_tiles,
+            amp=amp,
+            out_dtype=out_dtype,
+            progress=progress,
+        ),
+        image.shape,
+    )
+
+
+def assemble(bands: Iterable[tuple[int, np.ndarray]], shape: tuple[int, ...]) -> np.ndarray:
+    """One array of ``shape`` (HxWx3) from ``(top, rows)`` bands that cover it."""
     out: np.ndarray | None = None
-    for top, band in enhance_bands(
-        model,
-        image,
-        spec,
-        tile=tile,
-        overlap=overlap,
-        batch_tiles=batch_tiles,
-        amp=amp,
-        out_dtype=out_dtype,
-        progress=progress,
-    ):
+    for top, rows in bands:
         if out is None:
-            out = np.empty((image.shape[0], image.shape[1], 3), dtype=band.dtype)
-        out[top : top + len(band)] = band
-    assert out is not None
+            out = np.empty((shape[0], shape[1], 3), dtype=rows.dtype)
+        out[top : top + len(rows)] = rows
+    if out is None:
+        raise ValueError("no bands to assemble")
     return out
 
 
