@@ -281,10 +281,10 @@ def enhance_files(
 
         def spool_job(job: Job) -> tuple[SpooledImage, ImageInfo]:
             check_output_path(job.target)  # before the decode, and before a spool beside it
-            try:
-                return spool_image(job.source, job.target.parent)
-            finally:
+            spooled, info = spool_image(job.source, job.target.parent)
+            if _large(spooled):  # decoded alone: no tile's reusable activations are trimmed
                 release_freed_memory()  # the decoder's copy of the photo
+            return spooled, info
 
         def read(job: Job) -> Future:
             return reader.submit(spool_job, job)
@@ -320,6 +320,10 @@ def enhance_files(
         _collect(writes, report, callbacks, block=True)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _large(image: SpooledImage) -> bool:
+    return image.shape[0] * image.shape[1] / 1e6 > OVERLAP_MAX_MEGAPIXELS
 
 
 def _small(path: Path) -> bool:
@@ -372,7 +376,8 @@ def _enhance_one(
         try:
             output.close()
         finally:
-            release_freed_memory()  # the encoded image, for formats encoded whole
+            if _large(source):
+                release_freed_memory()  # the encoded image, for formats encoded whole
         if compare:
             side = side_by_side(before, after.result(), max_side=COMPARE_SIDE)
             write_image(compare_path(job.target), side, **options)
