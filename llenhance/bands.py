@@ -32,24 +32,43 @@ class RowSource(Protocol):
 
 
 class SpooledImage:
-    """An HxWxC image whose pixels live in a temporary file; ``image[y0:y1]`` reads rows.
+    """An HxWxC image whose pixels live in a temporary file; ``image[y0:y1]`` reads rows and
+    :meth:`append` adds rows at the bottom.
 
     The file is unlinked as soon as it is made (it vanishes with the process, even on a
     crash). Reads go through the page cache, not through a memory map, so rows read once are
     not counted in this process's resident memory.
     """
 
-    def __init__(self, height: int, width: int, channels: int, dtype: np.dtype, file) -> None:
-        self.shape = (height, width, channels)
+    def __init__(
+        self,
+        width: int,
+        channels: int,
+        dtype: np.dtype,
+        directory: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.shape = (0, width, channels)
         self.dtype = np.dtype(dtype)
-        self._file = file
+        # Not a with-block: the file lives as long as this object; close() ends it.
+        self._file = tempfile.TemporaryFile(dir=None if directory is None else Path(directory))  # noqa: SIM115
         self._row_bytes = width * channels * self.dtype.itemsize
+
+    def append(self, band: np.ndarray) -> None:
+        """Add ``band`` (n x width x channels, of this image's dtype) below the last row."""
+        if band.ndim != 3 or band.shape[1:] != self.shape[1:] or band.dtype != self.dtype:
+            raise ValueError(
+                f"band of {band.shape} {band.dtype} does not extend {self.shape} {self.dtype}"
+            )
+        self._file.seek(0, os.SEEK_END)
+        np.ascontiguousarray(band).tofile(self._file)
+        self.shape = (self.shape[0] + band.shape[0], *self.shape[1:])
 
     def __getitem__(self, rows: slice) -> np.ndarray:
         if not isinstance(rows, slice) or rows.step not in (None, 1):
             raise TypeError("a SpooledImage reads contiguous row slices only")
         start, stop, _ = rows.indices(self.shape[0])
         count = max(0, stop - start)
+        self._file.flush()
         self._file.seek(start * self._row_bytes)
         band = np.fromfile(self._file, self.dtype, count * self._row_bytes // self.dtype.itemsize)
         if band.size * self.dtype.itemsize != count * self._row_bytes:
@@ -72,23 +91,19 @@ def spool(
     """Write ``bands`` (row bands of one HxWxC image, top to bottom) to a temporary file in
     ``directory`` (the system's temporary folder if None) and return it as a
     :class:`SpooledImage`."""
-    # Not a with-block: the open file is handed to the SpooledImage, whose close() ends it.
-    file = tempfile.TemporaryFile(dir=None if directory is None else Path(directory))  # noqa: SIM115
+    spooled: SpooledImage | None = None
     try:
-        rows, first = 0, None
         for band in bands:
-            first = band if first is None else first
-            if band.shape[1:] != first.shape[1:] or band.dtype != first.dtype:
-                raise ValueError(f"band of {band.shape} {band.dtype} after {first.shape}")
-            np.ascontiguousarray(band).tofile(file)
-            rows += band.shape[0]
-        if first is None:
+            if spooled is None:
+                spooled = SpooledImage(band.shape[1], band.shape[2], band.dtype, directory)
+            spooled.append(band)
+        if spooled is None:
             raise ValueError("no bands to spool")
-        file.flush()
     except BaseException:
-        file.close()
+        if spooled is not None:
+            spooled.close()
         raise
-    return SpooledImage(rows, first.shape[1], first.shape[2], first.dtype, file)
+    return spooled
 
 
 class Shrinker:

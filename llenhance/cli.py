@@ -124,7 +124,7 @@ def enhance(
         str | None, typer.Option(help="JPEG chroma subsampling: 4:4:4, 4:2:2 or 4:2:0.")
     ] = None,
     png_compression: Annotated[
-        int, typer.Option(min=0, max=9, help="PNG zlib level: 1 fastest, 9 smallest.")
+        int, typer.Option(min=0, max=9, help="PNG and TIFF zlib level: 1 fastest, 9 smallest.")
     ] = PNG_COMPRESSION,
     force: Annotated[bool, typer.Option(help="Overwrite existing outputs.")] = False,
     compare: Annotated[

@@ -17,8 +17,9 @@ names the file; programming errors (wrong array shape, NaN pixels) raise ``Value
 
 Limitations:
 
-* 16-bit TIFF output is encoded by OpenCV, which cannot embed an ICC profile or EXIF; those are
-  dropped for 16-bit TIFF writes. 16-bit PNG output keeps both (the chunks are added by hand).
+* PNG and TIFF output are encoded by hand (:mod:`llenhance.png`, :mod:`llenhance.tiff`) as rows
+  arrive, 8- or 16-bit, with ICC profile and EXIF; JPEG, WebP and BMP by Pillow from the whole
+  result, gathered on disk first.
 * Only the first frame of multi-frame files (animated GIF/WebP, multi-page TIFF) is read.
 * An embedded ICC profile is kept only if it is an RGB profile. CMYK JPEGs are converted to
   sRGB through their profile when LittleCMS is available (naive conversion otherwise); grey
@@ -48,6 +49,7 @@ from PIL import Image, UnidentifiedImageError
 from llenhance.bands import BAND_ROWS, SpooledImage, spool
 from llenhance.errors import UserError
 from llenhance.png import PngEncoder
+from llenhance.tiff import LAYOUT_TAGS, TiffEncoder
 
 T = TypeVar("T")
 
@@ -360,16 +362,6 @@ def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-# TIFF tags that describe the pixel layout of the source file, not the photo: they must not be
-# copied into the EXIF of an output file (Pillow's getexif() on a TIFF returns all of IFD0).
-# fmt: off
-_TIFF_LAYOUT_TAGS = frozenset({
-    254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 290, 291,
-    317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 347, 530, 531, 532, 34675,
-})
-# fmt: on
-
-
 def _metadata(im: Image.Image) -> tuple[int, bytes | None]:
     """(orientation, EXIF bytes with Orientation reset to 1). Bad EXIF is ignored, not fatal."""
     try:
@@ -378,9 +370,9 @@ def _metadata(im: Image.Image) -> tuple[int, bytes | None]:
             exif = im.getexif()
         orientation = exif.get(_ORIENTATION_TAG, 1)
         orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
-        if im.format == "TIFF":
+        if im.format == "TIFF":  # getexif() returns all of IFD0, layout included
             for tag in list(exif.keys()):
-                if tag in _TIFF_LAYOUT_TAGS:
+                if tag in LAYOUT_TAGS:
                     del exif[tag]
         if _ORIENTATION_TAG in exif:
             exif[_ORIENTATION_TAG] = 1
@@ -619,7 +611,7 @@ def _validate_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
 PNG_COMPRESSION = 3
 """zlib level for PNG output. A 3840x2160 enhanced photo: level 6 (Pillow's default) takes
 2.55 s and 7.5 MB, level 3 0.70 s and 8.6 MB, level 1 0.49 s and 9.1 MB on this project's CPU
-(``python -m benchmarks.png``)."""
+(``python -m benchmarks.encoding``)."""
 
 
 def _create_temp(directory: Path, name: str, suffix: str) -> tuple[int, Path]:
@@ -664,10 +656,11 @@ class ImageWriter:
 
     Rows go to a temporary file beside ``path``; :meth:`close` renames it into place, and
     :meth:`abort` (or an exception inside a ``with`` block) removes it, so a crash never leaves
-    half an image. PNG is encoded as the rows arrive (:mod:`llenhance.png`), so a PNG result of
-    any size is never in memory; other formats are assembled in one Pillow image (one byte per
-    channel plus padding: 4 bytes a pixel) and encoded at :meth:`close`, 16-bit TIFF in one
-    array encoded by OpenCV.
+    half an image. PNG and TIFF are encoded as the rows arrive (:mod:`llenhance.png`,
+    :mod:`llenhance.tiff`), so such a result of any size is never in memory. JPEG, WebP and
+    BMP, which Pillow encodes only whole, are gathered in an unlinked file beside ``path``
+    (3 bytes a pixel, on disk) and put together in one Pillow image (4 bytes a pixel) only at
+    :meth:`close`: a caller that frees its working memory first keeps the two from adding up.
 
     Options and what ``info`` keeps are those of :func:`write_image`. Every problem a user can
     cause (bad destination, bad option, disk full) raises :class:`UserError`.
@@ -721,12 +714,12 @@ class ImageWriter:
         except OSError as e:
             raise UserError(f"{path}: cannot write file ({_one_line(e.strerror or e)})") from None
         self._file = os.fdopen(fd, "wb")
-        self._png: PngEncoder | None = None
-        self._canvas: Image.Image | None = None
-        self._array: np.ndarray | None = None
+        self._encoder: PngEncoder | TiffEncoder | None = None
+        self._rows: SpooledImage | None = None
         with self._aborting():
-            if fmt == "PNG":
-                self._png = PngEncoder(
+            if fmt in ("PNG", "TIFF"):
+                encoder = PngEncoder if fmt == "PNG" else TiffEncoder
+                self._encoder = encoder(
                     self._file,
                     width,
                     height,
@@ -736,10 +729,8 @@ class ImageWriter:
                     icc_profile=self._icc,
                     exif=self._exif,
                 )
-            elif self._deep:
-                self._array = np.empty((height, width, 3), np.uint16)
             else:
-                self._canvas = Image.new("RGB", (width, height))
+                self._rows = SpooledImage(width, 3, np.dtype(np.uint8), directory)
 
     def write(self, rows: np.ndarray) -> None:
         """Append ``rows`` (n x width x 3: float in [0, 1], uint8 or uint16)."""
@@ -751,16 +742,14 @@ class ImageWriter:
                 f"{self._width}x{self._height} image"
             )
         with self._aborting():
-            if self._png is not None:
+            if self._encoder is not None:
                 quantize = to_uint16 if self._deep else to_uint8
                 pixels = quantize(rows)
                 if self._alpha is not None:
                     pixels = np.dstack([pixels, quantize(self._alpha[top:bottom])])
-                self._png.write(pixels)
-            elif self._array is not None:
-                self._array[top:bottom] = to_uint16(rows)
+                self._encoder.write(pixels)
             else:
-                self._canvas.paste(Image.fromarray(to_uint8(rows), "RGB"), (0, top))
+                self._rows.append(to_uint8(rows))
         self._top = bottom
 
     def close(self) -> None:
@@ -769,10 +758,8 @@ class ImageWriter:
             self.abort()
             raise ValueError(f"only {self._top} of {self._height} rows were written")
         with self._aborting():
-            if self._png is not None:
-                self._png.close()
-            elif self._array is not None:
-                self._encode_deep_tiff()
+            if self._encoder is not None:
+                self._encoder.close()
             else:
                 self._encode_with_pillow()
             self._file.flush()
@@ -794,7 +781,10 @@ class ImageWriter:
 
     def abort(self) -> None:
         """Drop the temporary file; the destination is left as it was."""
-        self._canvas = self._array = self._png = None
+        self._encoder = None
+        if self._rows is not None:
+            self._rows.close()
+            self._rows = None
         with contextlib.suppress(OSError):
             self._file.close()
         with contextlib.suppress(OSError):
@@ -809,21 +799,18 @@ class ImageWriter:
         else:
             self.abort()
 
-    def _encode_deep_tiff(self) -> None:
-        data = self._array[:, :, ::-1]
-        if self._alpha is not None:
-            data = np.dstack([data, to_uint16(self._alpha)])
-        ok, buf = cv2.imencode(".tiff", np.ascontiguousarray(data))
-        if not ok:
-            raise OSError("OpenCV could not encode the image")
-        self._file.write(buf.tobytes())
-
     def _encode_with_pillow(self) -> None:
-        im, fmt = self._canvas, self._format
-        if self._alpha is not None:
-            im.putalpha(Image.fromarray(to_uint8(self._alpha), "L"))
+        fmt, rows = self._format, self._rows
+        im = Image.new("RGB" if self._alpha is None else "RGBA", (self._width, self._height))
+        for top in range(0, self._height, BAND_ROWS):
+            band = rows[top : top + BAND_ROWS]
+            if self._alpha is not None:
+                band = np.dstack([band, to_uint8(self._alpha[top : top + BAND_ROWS])])
+            im.paste(Image.fromarray(band), (0, top))
+        rows.close()
+        self._rows = None
         options: dict = {}
-        if fmt in ("JPEG", "TIFF", "WEBP"):
+        if fmt in ("JPEG", "WEBP"):
             if self._icc:
                 options["icc_profile"] = self._icc
             if self._exif and not (fmt == "JPEG" and len(self._exif) > _JPEG_MAX_EXIF):
@@ -832,8 +819,6 @@ class ImageWriter:
             options["quality"] = self._options["quality"]
         if fmt == "JPEG" and self._options["subsampling"] is not None:
             options["subsampling"] = self._options["subsampling"]
-        if fmt == "TIFF":
-            options["compression"] = "tiff_lzw"
         im.save(self._file, format=fmt, **options)
 
 
@@ -852,9 +837,8 @@ def write_image(
     PNG/TIFF when ``info.bit_depth == 16``, alpha kept for PNG/TIFF/WebP (dropped for JPEG/BMP),
     ICC profile and EXIF kept for JPEG/PNG/TIFF/WebP. ``quality`` applies to JPEG and WebP,
     ``subsampling`` ('4:4:4', '4:2:2', '4:2:0'; None = Pillow's default) to JPEG,
-    ``png_compression`` (zlib level 0-9, see PNG_COMPRESSION) to PNG.
+    ``png_compression`` (zlib level 0-9, see PNG_COMPRESSION) to PNG and TIFF.
 
-    Limitation: 16-bit TIFF is encoded by OpenCV, which drops the ICC profile and EXIF.
     An existing file at ``path`` is replaced only once the new one is completely written.
     For results made a band at a time, :class:`ImageWriter` takes the rows as they come.
     """

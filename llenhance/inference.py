@@ -236,8 +236,8 @@ class BatchCallbacks:
 
 OVERLAP_MAX_MEGAPIXELS = 40
 """Photos up to this size are decoded while the previous one computes, and encoded while the
-next one does; larger ones are decoded, enhanced and encoded one at a time, so two of them are
-never in memory together."""
+next one does; larger ones are decoded, enhanced and encoded while nothing else is, so the
+decoder's copy or a whole JPEG/WebP/BMP result never adds to the model's working memory."""
 
 COMPARE_SIDE = 2048
 """Largest side of a ``--compare`` picture."""
@@ -258,9 +258,9 @@ def enhance_files(
 
     A photo is decoded once into an unlinked temporary file beside its output
     (:func:`~llenhance.images.spool_image`), enhanced a band of rows at a time, and its rows
-    are encoded as they come (PNG) or gathered into one image that is encoded at the end
-    (other formats). Memory so holds the decoder's copy of a photo while it is decoded, and
-    afterwards only tiles, one image-wide band and, for formats other than PNG, the result;
+    are encoded as they come (PNG, TIFF) or gathered on disk and encoded whole at the end
+    (JPEG, WebP, BMP). Memory so holds the decoder's copy of a photo while it is decoded, then
+    tiles and one image-wide band, and, for JPEG/WebP/BMP, the whole result while it is encoded;
     it does not grow with the number of images. Up to OVERLAP_MAX_MEGAPIXELS, the next photo is
     decoded and the previous one encoded on background threads while the model computes.
     An existing target is skipped unless ``force``; outputs are written to a temporary name and
@@ -317,6 +317,8 @@ def enhance_files(
                     continue
             _collect(writes, report, callbacks, block=True)  # at most one image being encoded
             writes.append((job, mp, writer.submit(finish)))
+            if _large(source):  # encoded alone too: nothing computes beside its whole result
+                _collect(writes, report, callbacks, block=True)
         _collect(writes, report, callbacks, block=True)
     report.seconds = time.perf_counter() - started
     return report
@@ -373,11 +375,14 @@ def _enhance_one(
         raise
 
     def finish() -> None:
+        large = _large(source)
+        if large:  # the tiles' activations, before a JPEG/WebP/BMP result is put together
+            release_freed_memory()
         try:
             output.close()
         finally:
-            if _large(source):
-                release_freed_memory()  # the encoded image, for formats encoded whole
+            if large:
+                release_freed_memory()  # that result, once encoded
         if compare:
             side = side_by_side(before, after.result(), max_side=COMPARE_SIDE)
             write_image(compare_path(job.target), side, **options)

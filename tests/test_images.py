@@ -281,7 +281,8 @@ def test_float_tiff_clipped(tmp_path):
     assert np.array_equal(rgb[..., 0], np.array([[0, 0.25], [0.75, 1]], dtype=np.float32))
 
 
-def test_16bit_png_orientation_icc_and_exif(tmp_path):
+@pytest.mark.parametrize("out_ext", [".png", ".tif"])
+def test_16bit_png_orientation_icc_and_exif(tmp_path, out_ext):
     src = pattern16(h=4, w=6, seed=4)
     exif = Image.Exif()
     exif[274] = 6
@@ -295,10 +296,11 @@ def test_16bit_png_orientation_icc_and_exif(tmp_path):
     assert np.array_equal(as_u16(rgb), upright)
     assert info.icc_profile == SRGB_ICC
 
-    write_image(tmp_path / "out.png", rgb, info)
-    back = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    out = tmp_path / f"out{out_ext}"  # 16-bit TIFF too keeps ICC and EXIF
+    write_image(out, rgb, info)
+    back = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert back.dtype == np.uint16 and np.array_equal(back[..., ::-1], upright)
-    with Image.open(tmp_path / "out.png") as im:
+    with Image.open(out) as im:
         assert im.info.get("icc_profile") == SRGB_ICC
         out_exif = im.getexif()
         assert out_exif.get(274) == 1 and out_exif.get(271) == "Canon"

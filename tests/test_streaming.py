@@ -257,3 +257,50 @@ def test_a_spooled_input_is_not_kept_beside_the_output(tmp_path, tiny_weights):
 
 def test_a_spool_image_is_a_row_source():
     assert isinstance(spool([np.zeros((2, 3, 3), np.uint8)]), SpooledImage)
+
+
+def test_a_large_photo_is_encoded_alone_after_its_memory_is_released(
+    tmp_path, tiny_weights, monkeypatch
+):
+    """A JPEG result is put together whole: before that the tiles' memory is handed back, and
+    the next photo (small, so read ahead) computes only once the large one is written."""
+    from llenhance import inference
+    from llenhance.inference import BatchCallbacks, enhance_files, load_enhancer, plan_jobs
+
+    write_png(tmp_path / "in" / "0.png", darken(scene(64, 80)))  # 5120 px: "large" below
+    write_png(tmp_path / "in" / "1.png", darken(scene(16, 16, seed=1)))  # 256 px: small
+    events: list[str] = []
+    lock = threading.Lock()
+    real_close = ImageWriter.close
+
+    def recording_close(self):
+        with lock:
+            events.append(f"encode {self.path.stem}")
+        real_close(self)
+
+    def recording_release():
+        with lock:
+            events.append("release")
+        return True
+
+    class Recorder(BatchCallbacks):
+        def image_start(self, job, tiles):
+            with lock:
+                events.append(f"start {job.source.stem}")
+
+    monkeypatch.setattr(ImageWriter, "close", recording_close)
+    monkeypatch.setattr(inference, "release_freed_memory", recording_release)
+    monkeypatch.setattr(inference, "OVERLAP_MAX_MEGAPIXELS", 0.001)
+    enhancer = load_enhancer(weights=tiny_weights, device="cpu")
+    jobs = plan_jobs([tmp_path / "in"], tmp_path / "out", fmt="jpg")
+    report = enhance_files(jobs, enhancer, callbacks=Recorder())
+    assert len(report.done) == 2
+    assert events == [
+        "release",  # the decoder's copy of the large photo
+        "start 0",
+        "release",  # the tiles' activations
+        "encode 0",
+        "release",  # the whole JPEG image
+        "start 1",
+        "encode 1",
+    ]
