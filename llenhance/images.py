@@ -303,9 +303,17 @@ def _tiff_bits(im: Image.Image) -> int:
     return int(bits)
 
 
-def _decode_with_cv2(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
-    """16-bit/float PNG or TIFF -> float32 HxWxC (RGB order, alpha last) or None if cv2 can't."""
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+def _decode_with_cv2(path: Path, size: tuple[int, int]) -> np.ndarray | None:
+    """16-bit/float PNG or TIFF -> native HxWxC (RGB order, alpha last) or None if cv2 can't.
+
+    (OpenCV holds two copies of the image while decoding: 12 bytes a pixel for 16-bit RGB.
+    Its IMREAD_COLOR_RGB would skip one for TIFF, but 5.0 decodes small TIFFs wrongly with it.)
+    """
+    name = os.fspath(path)
+    if name.isascii():  # read straight from the file: no copy of it in memory
+        arr = cv2.imread(name, cv2.IMREAD_UNCHANGED)
+    else:  # OpenCV cannot open non-ASCII paths on Windows
+        arr = cv2.imdecode(np.fromfile(name, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.shape[1] != size[0] or arr.shape[0] != size[1]:
         return None
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -424,24 +432,25 @@ def _decode(path: str | os.PathLike[str], consume: Callable[[Pixels, int, ImageI
             im = stack.enter_context(Image.open(path))
             _check_size(name, *im.size, limit)
             fmt = "JPEG" if im.format == "MPO" else (im.format or "")
-            # Pillow decodes (and so validates) everything; it reduces 16-bit colour PNG/TIFF
-            # to 8 bits, so those are decoded again by OpenCV, which keeps the precision.
-            # (Validating first keeps libpng's complaints about corrupt files off stderr.)
-            im.load()
+            size, mode = im.size, im.mode
+            # Pillow reduces 16-bit colour PNG/TIFF to 8 bits: OpenCV decodes those, keeping
+            # the precision, and Pillow only if OpenCV cannot (its errors say what is wrong).
+            bits = _png_bit_depth(head) if fmt == "PNG" else _tiff_bits(im) if fmt == "TIFF" else 8
+            wide = bits > 8 and mode not in _DEEP_MODES
+            if not wide:
+                im.load()  # decodes, and so validates, everything else
+            orientation, exif = _metadata(im)  # (loads a PNG whose EXIF follows the pixels)
+            icc = None if mode == "CMYK" else _rgb_icc(im.info.get("icc_profile"))
             pixels = None
-            if im.mode in _DEEP_MODES:
-                bit_depth = 16
-            elif (fmt == "PNG" and _png_bit_depth(head) > 8) or (
-                fmt == "TIFF" and _tiff_bits(im) > 8
-            ):
-                bit_depth = 16
-                pixels = _decode_with_cv2(path.read_bytes(), im.size)
-            else:
-                bit_depth = 8
+            if wide:
+                im.close()  # any 8-bit copy goes before OpenCV's 16-bit one is made
+                pixels = _decode_with_cv2(path, size)
+                if pixels is None:
+                    im = stack.enter_context(Image.open(path))
+                    im.load()
             if pixels is None:
                 pixels = _plain_mode(im)
-            orientation, exif = _metadata(im)
-            icc = None if im.mode == "CMYK" else _rgb_icc(im.info.get("icc_profile"))
+            bit_depth = 16 if wide or mode in _DEEP_MODES else 8
         except UserError:
             raise
         except UnidentifiedImageError:

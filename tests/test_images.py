@@ -822,3 +822,31 @@ def test_png_compression_level_trades_size_and_never_changes_pixels(tmp_path, bi
     for bad in (-1, 10, 2.5, True):
         with pytest.raises(UserError, match="PNG compression"):
             write_image(tmp_path / "bad.png", rgb, png_compression=bad)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16bit_colour_is_decoded_by_opencv_alone(tmp_path, ext, monkeypatch):
+    """Pillow would reduce 16-bit colour to 8 bits: its copy is never made next to OpenCV's
+    (a TIFF's metadata needs no pixels; a PNG with EXIF after its pixels would)."""
+    from PIL import ImageFile
+
+    src = pattern16(h=9, w=11, seed=5)
+    assert cv2.imwrite(str(tmp_path / f"in{ext}"), src[..., ::-1])
+
+    def no_pillow_decode(self):
+        raise AssertionError("Pillow decoded the pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_pillow_decode)
+    rgb, info = read_image(tmp_path / f"in{ext}")
+    assert info.bit_depth == 16 and np.array_equal(as_u16(rgb), src)
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF")  # Pillow, opening the cut TIFF's directory
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_corrupt_16bit_colour_file_is_reported(tmp_path, ext):
+    src = pattern16(h=40, w=50, seed=6)
+    assert cv2.imwrite(str(tmp_path / f"in{ext}"), src[..., ::-1])
+    data = (tmp_path / f"in{ext}").read_bytes()
+    (tmp_path / f"cut{ext}").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="truncated|corrupt"):
+        read_image(tmp_path / f"cut{ext}")
