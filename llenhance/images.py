@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from llenhance import webp
 from llenhance.bands import BAND_ROWS, SpooledImage, spool
 from llenhance.errors import UserError
 from llenhance.png import PngEncoder
@@ -623,6 +624,9 @@ PNG_COMPRESSION = 3
 (``python -m benchmarks.encoding``)."""
 
 
+_MAX_SIDES = {"JPEG": 65535, "WEBP": webp.MAX_SIDE}  # what the formats can store
+
+
 def _create_temp(directory: Path, name: str, suffix: str) -> tuple[int, Path]:
     # os.open with mode 0o666 so the final file gets the usual umask-based permissions
     # (tempfile.mkstemp would create it 0600).
@@ -706,6 +710,12 @@ class ImageWriter:
             )
         if height < 1 or width < 1:
             raise ValueError(f"an image needs at least one pixel, got {width}x{height}")
+        side = _MAX_SIDES.get(fmt)
+        if side is not None and max(height, width) > side:
+            raise UserError(
+                f"{path}: {fmt} holds at most {side} pixels a side, this image is "
+                f"{width}x{height}; write PNG or TIFF instead"
+            )
         info = info if info is not None else ImageInfo(format=fmt)
         alpha = info.alpha if fmt in _ALPHA_FORMATS else None
         self._alpha = None if alpha is None else _validate_alpha(alpha, height, width)
@@ -770,7 +780,7 @@ class ImageWriter:
             if self._encoder is not None:
                 self._encoder.close()
             else:
-                self._encode_with_pillow()
+                self._encode_whole()
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
@@ -808,27 +818,37 @@ class ImageWriter:
         else:
             self.abort()
 
-    def _encode_with_pillow(self) -> None:
-        fmt, rows = self._format, self._rows
-        im = Image.new("RGB" if self._alpha is None else "RGBA", (self._width, self._height))
-        for top in range(0, self._height, BAND_ROWS):
-            band = rows[top : top + BAND_ROWS]
-            if self._alpha is not None:
-                band = np.dstack([band, to_uint8(self._alpha[top : top + BAND_ROWS])])
-            im.paste(Image.fromarray(band), (0, top))
+    def _encode_whole(self) -> None:
+        """Put the gathered rows together and encode them: WebP by OpenCV from one array
+        (:mod:`llenhance.webp`), JPEG and BMP by Pillow from one image."""
+        rows, alpha = self._rows, self._alpha
+        if self._format == "WEBP":
+            picture = np.empty((self._height, self._width, 3 if alpha is None else 4), np.uint8)
+            for top in range(0, self._height, BAND_ROWS):
+                bottom = min(top + BAND_ROWS, self._height)
+                picture[top:bottom, :, :3] = rows[top:bottom][:, :, ::-1]  # OpenCV's BGR
+                if alpha is not None:
+                    picture[top:bottom, :, 3] = to_uint8(alpha[top:bottom])
+        else:
+            picture = Image.new("RGB", (self._width, self._height))
+            for top in range(0, self._height, BAND_ROWS):
+                picture.paste(Image.fromarray(rows[top : top + BAND_ROWS]), (0, top))
         rows.close()
         self._rows = None
+        exif = self._exif
+        if self._format == "WEBP":
+            self._file.write(webp.encode(picture, self._options["quality"], self._icc, exif))
+            return
         options: dict = {}
-        if fmt in ("JPEG", "WEBP"):
+        if self._format == "JPEG":
+            options["quality"] = self._options["quality"]
+            if self._options["subsampling"] is not None:
+                options["subsampling"] = self._options["subsampling"]
             if self._icc:
                 options["icc_profile"] = self._icc
-            if self._exif and not (fmt == "JPEG" and len(self._exif) > _JPEG_MAX_EXIF):
-                options["exif"] = self._exif
-        if fmt in ("JPEG", "WEBP"):
-            options["quality"] = self._options["quality"]
-        if fmt == "JPEG" and self._options["subsampling"] is not None:
-            options["subsampling"] = self._options["subsampling"]
-        im.save(self._file, format=fmt, **options)
+            if exif and len(exif) <= _JPEG_MAX_EXIF:
+                options["exif"] = exif
+        picture.save(self._file, format=self._format, **options)
 
 
 def write_image(
