@@ -18,8 +18,8 @@ names the file; programming errors (wrong array shape, NaN pixels) raise ``Value
 Limitations:
 
 * PNG and TIFF output are encoded by hand (:mod:`llenhance.png`, :mod:`llenhance.tiff`) as rows
-  arrive, 8- or 16-bit, with ICC profile and EXIF; JPEG, WebP and BMP by Pillow from the whole
-  result, gathered on disk first.
+  arrive, 8- or 16-bit, with ICC profile and EXIF; JPEG and BMP by Pillow and WebP by OpenCV
+  (:mod:`llenhance.webp`) from the whole result, gathered on disk first.
 * Only the first frame of multi-frame files (animated GIF/WebP, multi-page TIFF) is read.
 * An embedded ICC profile is kept only if it is an RGB profile. CMYK JPEGs are converted to
   sRGB through their profile when LittleCMS is available (naive conversion otherwise); grey
@@ -671,8 +671,8 @@ class ImageWriter:
     :meth:`abort` (or an exception inside a ``with`` block) removes it, so a crash never leaves
     half an image. PNG and TIFF are encoded as the rows arrive (:mod:`llenhance.png`,
     :mod:`llenhance.tiff`), so such a result of any size is never in memory. JPEG, WebP and
-    BMP, which Pillow encodes only whole, are gathered in an unlinked file beside ``path``
-    (3 bytes a pixel, on disk) and put together in one Pillow image (4 bytes a pixel) only at
+    BMP, whose encoders take only a whole image, are gathered in an unlinked file beside
+    ``path`` (3 bytes a pixel, on disk) and put together (3-4 bytes a pixel) only at
     :meth:`close`: a caller that frees its working memory first keeps the two from adding up.
 
     Options and what ``info`` keeps are those of :func:`write_image`. Every problem a user can
