@@ -279,26 +279,29 @@ def enhance_files(
     options = {"quality": quality, "subsampling": subsampling, "png_compression": png_compression}
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
 
-        def spool_job(job: Job) -> tuple[SpooledImage, ImageInfo]:
+        def spool_job(job: Job, alone: bool) -> tuple[SpooledImage, ImageInfo]:
             check_output_path(job.target)  # before the decode, and before a spool beside it
             spooled, info = spool_image(job.source, job.target.parent)
-            if _large(spooled):  # decoded alone: no tile's reusable activations are trimmed
-                release_freed_memory()  # the decoder's copy of the photo
+            # The decoder's copy of the photo, freed in this thread's arena, which the model
+            # never reuses. Only while nothing computes (the first photo, or one after a large
+            # one): a trim would also return the activations glibc keeps for the next tile.
+            if alone:
+                release_freed_memory()
             return spooled, info
 
-        def read(job: Job) -> Future:
-            return reader.submit(spool_job, job)
+        def read(job: Job, alone: bool) -> Future:
+            return reader.submit(spool_job, job, alone)
 
         writes: list[tuple[Job, float, Future]] = []
         upcoming: Future | None = None
         for index, job in enumerate(todo):
             if upcoming is None:  # not read ahead (a large photo): decoded once all else is done
                 _collect(writes, report, callbacks, block=True)
-                upcoming = read(job)
+                upcoming = read(job, alone=True)
             future, upcoming = upcoming, None
             following = todo[index + 1] if index + 1 < len(todo) else None
             if following is not None and _small(following.source):
-                upcoming = read(following)
+                upcoming = read(following, alone=False)
             try:
                 source, info = future.result()
             except UserError as exc:

@@ -304,3 +304,34 @@ def test_a_large_photo_is_encoded_alone_after_its_memory_is_released(
         "start 1",
         "encode 1",
     ]
+
+
+def test_the_decoders_copy_is_handed_back_only_while_nothing_computes(
+    tmp_path, tiny_weights, monkeypatch
+):
+    """The first photo is decoded alone, so its decoder's buffer is returned to the OS; the next
+    one is read ahead while the first computes, where a trim would also return the model's
+    reusable activations."""
+    from llenhance import inference
+    from llenhance.inference import BatchCallbacks, enhance_files, load_enhancer, plan_jobs
+
+    for i in range(2):
+        write_png(tmp_path / "in" / f"{i}.png", darken(scene(24, 32, seed=i)))
+    events: list[str] = []
+    lock = threading.Lock()
+
+    def recording_release():
+        with lock:
+            events.append("release")
+        return True
+
+    class Recorder(BatchCallbacks):
+        def image_start(self, job, tiles):
+            with lock:
+                events.append(f"start {job.source.stem}")
+
+    monkeypatch.setattr(inference, "release_freed_memory", recording_release)
+    enhancer = load_enhancer(weights=tiny_weights, device="cpu")
+    jobs = plan_jobs([tmp_path / "in"], tmp_path / "out")
+    assert len(enhance_files(jobs, enhancer, callbacks=Recorder()).done) == 2
+    assert events == ["release", "start 0", "start 1"]
