@@ -307,8 +307,10 @@ def _tiff_bits(im: Image.Image) -> int:
 def _decode_with_cv2(path: Path, size: tuple[int, int]) -> np.ndarray | None:
     """16-bit/float PNG or TIFF -> native HxWxC (RGB order, alpha last) or None if cv2 can't.
 
-    (OpenCV holds two copies of the image while decoding: 12 bytes a pixel for 16-bit RGB.
-    Its IMREAD_COLOR_RGB would skip one for TIFF, but 5.0 decodes small TIFFs wrongly with it.)
+    OpenCV holds two copies of the image while decoding: 12 bytes a pixel for 16-bit RGB. Two
+    ways around it are unsafe in OpenCV 5.0: IMREAD_COLOR_RGB returns wrong pixels for 16-bit
+    TIFF, and decoding into an array passed as ``dst`` (one copy for PNG) returns that array
+    untouched, with no error, when the file is truncated.
     """
     name = os.fspath(path)
     if name.isascii():  # read straight from the file: no copy of it in memory
