@@ -106,6 +106,32 @@ def spool(
     return spooled
 
 
+class RowEncoder:
+    """What the streaming encoders (:mod:`llenhance.png`, :mod:`llenhance.tiff`) share: 8- or
+    16-bit RGB or RGBA rows of a fixed width arrive top to bottom, exactly ``height`` of them.
+    ``FORMAT`` names the file in errors."""
+
+    FORMAT = "image"
+
+    def __init__(self, width: int, height: int, bit_depth: int, alpha: bool) -> None:
+        if bit_depth not in (8, 16):
+            raise ValueError(f"bit_depth must be 8 or 16, not {bit_depth}")
+        self._shape = (width, 4 if alpha else 3)
+        self._rows_left = height
+
+    def _accept(self, rows: np.ndarray) -> None:
+        """Count ``rows`` in, or refuse them if their shape is wrong or there are too many."""
+        if rows.shape[1:] != self._shape:
+            raise ValueError(f"rows of shape {rows.shape[1:]}, expected {self._shape}")
+        if rows.shape[0] > self._rows_left:
+            raise ValueError(f"more rows than the {self.FORMAT}'s height")
+        self._rows_left -= rows.shape[0]
+
+    def _check_complete(self) -> None:
+        if self._rows_left:
+            raise ValueError(f"{self._rows_left} rows of the {self.FORMAT} were never written")
+
+
 class Shrinker:
     """Box-averages an image over ``factor`` x ``factor`` blocks as its bands of rows arrive, in
     any heights (rows and columns beyond the last whole block are left out; uint8 is rounded)."""

@@ -725,7 +725,7 @@ class ImageWriter:
         self._exif = info.exif or None
         self._format, self._deep = fmt, info.bit_depth == 16 and fmt in ("PNG", "TIFF")
         self._height, self._width, self._top = height, width, 0
-        self._options = {"quality": quality, "subsampling": subsampling, "level": png_compression}
+        self._options = {"quality": quality, "subsampling": subsampling}
 
         directory = path.parent
         try:

@@ -14,6 +14,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from llenhance.bands import RowEncoder
+
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHUNK_BYTES = 1 << 16  # IDAT data is written in chunks of about this size (as Pillow does)
 _FILTER_ROWS = 64  # rows filtered at once: bounds the five candidate copies of a band
@@ -54,9 +56,11 @@ def filter_rows(raw: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
     return np.concatenate([best.astype(np.uint8)[:, None], chosen], axis=1)
 
 
-class PngEncoder:
+class PngEncoder(RowEncoder):
     """Writes a PNG to an open binary file: header at once, rows with :meth:`write` (any
     number at a time, top to bottom), the end with :meth:`close`."""
+
+    FORMAT = "PNG"
 
     def __init__(
         self,
@@ -70,13 +74,10 @@ class PngEncoder:
         icc_profile: bytes | None = None,
         exif: bytes | None = None,
     ) -> None:
-        if bit_depth not in (8, 16):
-            raise ValueError(f"bit_depth must be 8 or 16, not {bit_depth}")
+        super().__init__(width, height, bit_depth, alpha)
         self._file = file
-        self._shape = (width, 4 if alpha else 3)
         self._dtype = np.dtype(">u2" if bit_depth == 16 else np.uint8)
         self._bpp = self._shape[1] * self._dtype.itemsize
-        self._rows_left = height
         self._above = np.zeros(width * self._bpp, np.uint8)
         self._zlib = zlib.compressobj(level)
         self._pending: list[bytes] = []
@@ -92,11 +93,7 @@ class PngEncoder:
 
     def write(self, rows: np.ndarray) -> None:
         """Append ``rows`` (n x width x 3 or 4, uint8 or uint16 as the bit depth says)."""
-        if rows.shape[1:] != self._shape:
-            raise ValueError(f"rows of shape {rows.shape[1:]}, expected {self._shape}")
-        if rows.shape[0] > self._rows_left:
-            raise ValueError("more rows than the PNG's height")
-        self._rows_left -= rows.shape[0]
+        self._accept(rows)
         for top in range(0, rows.shape[0], _FILTER_ROWS):
             part = np.ascontiguousarray(rows[top : top + _FILTER_ROWS], dtype=self._dtype)
             raw = part.view(np.uint8).reshape(part.shape[0], -1)
@@ -105,8 +102,7 @@ class PngEncoder:
 
     def close(self) -> None:
         """Finish the zlib stream and write the end chunk (all rows must have been written)."""
-        if self._rows_left:
-            raise ValueError(f"{self._rows_left} rows of the PNG were never written")
+        self._check_complete()
         self._emit(self._zlib.flush(), force=True)
         self._file.write(chunk(b"IEND", b""))
 

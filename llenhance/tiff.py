@@ -18,6 +18,8 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin, TiffTags
 
+from llenhance.bands import RowEncoder
+
 _STRIP_BYTES = 1 << 16  # uncompressed bytes a strip holds (Pillow's and libtiff's scale)
 _HEADER = b"II*\x00" + struct.pack("<I", 8)  # little-endian; the directory follows at byte 8
 _STRIP_OFFSETS, _STRIP_BYTE_COUNTS = 273, 279
@@ -51,11 +53,13 @@ def exif_tags(exif: bytes) -> dict[int, Any]:
     return tags
 
 
-class TiffEncoder:
+class TiffEncoder(RowEncoder):
     """Writes a TIFF to an open, seekable binary file: header and a reserved directory at
     once, rows with :meth:`write` (any number at a time, top to bottom), the directory with
     :meth:`close`. 8- or 16-bit RGB or RGBA (unassociated alpha), optional ICC profile and EXIF.
     """
+
+    FORMAT = "TIFF"
 
     def __init__(
         self,
@@ -69,13 +73,11 @@ class TiffEncoder:
         icc_profile: bytes | None = None,
         exif: bytes | None = None,
     ) -> None:
-        if bit_depth not in (8, 16):
-            raise ValueError(f"bit_depth must be 8 or 16, not {bit_depth}")
-        samples = 4 if alpha else 3
+        super().__init__(width, height, bit_depth, alpha)
+        samples = self._shape[1]
         self._file, self._base = file, file.tell()
-        self._shape = (width, samples)
         self._dtype = np.dtype("<u2" if bit_depth == 16 else np.uint8)
-        self._height, self._rows_written, self._level = height, 0, level
+        self._level = level
         self._rows_per_strip = max(1, _STRIP_BYTES // (width * samples * self._dtype.itemsize))
         self._strips = -(-height // self._rows_per_strip)
         self._offsets: list[int] = []
@@ -111,11 +113,7 @@ class TiffEncoder:
 
     def write(self, rows: np.ndarray) -> None:
         """Append ``rows`` (n x width x 3 or 4, uint8 or uint16 as the bit depth says)."""
-        if rows.shape[1:] != self._shape:
-            raise ValueError(f"rows of shape {rows.shape[1:]}, expected {self._shape}")
-        if self._rows_written + rows.shape[0] > self._height:
-            raise ValueError("more rows than the TIFF's height")
-        self._rows_written += rows.shape[0]
+        self._accept(rows)
         top = 0
         while top < rows.shape[0]:
             take = min(rows.shape[0] - top, self._rows_per_strip - self._held_rows)
@@ -127,13 +125,15 @@ class TiffEncoder:
 
     def close(self) -> None:
         """Write the last strip and the directory (all rows must have been written)."""
-        if self._rows_written != self._height:
-            left = self._height - self._rows_written
-            raise ValueError(f"{left} rows of the TIFF were never written")
+        self._check_complete()
         if self._held_rows:
             self._flush_strip()
         end = self._file.tell()
-        directory = self._directory(self._offsets, self._counts)
+        # Pillow stores strip offsets counted from the end of the directory's data (its own
+        # writer puts the pixels there) and adds that end when it serialises them.
+        pixels = len(_HEADER) + self._directory_bytes
+        directory = self._directory([o - pixels for o in self._offsets], self._counts)
+        _check_offsets(directory, self._offsets)
         if len(directory) != self._directory_bytes:
             raise RuntimeError("the TIFF directory changed size between reserving and writing")
         self._file.seek(self._base + len(_HEADER))
@@ -155,21 +155,15 @@ class TiffEncoder:
         self._held, self._held_rows = [], 0
 
     def _directory(self, offsets: list[int], counts: list[int]) -> bytes:
-        """IFD0 and its data, for strips at ``offsets`` (from the start of the TIFF)."""
+        """IFD0 and its data, for strips at ``offsets`` from the end of the directory."""
         ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
         for tag, value in self._tags.items():
             ifd[tag] = value
-        # Pillow stores strip offsets counted from the end of the directory's data (its own
-        # writer puts the pixels there), and adds that end when it serialises them.
-        end = len(_HEADER) + self._directory_bytes if offsets and offsets[0] else None
-        ifd[_STRIP_OFFSETS] = tuple(o - end for o in offsets) if end else tuple(offsets)
+        ifd[_STRIP_OFFSETS] = tuple(offsets)
         ifd[_STRIP_BYTE_COUNTS] = tuple(counts)
         for tag in (256, 257, 278, _STRIP_OFFSETS, _STRIP_BYTE_COUNTS):
             ifd.tagtype[tag] = TiffTags.LONG
-        data = ifd.tobytes(len(_HEADER))
-        if end:
-            _check_offsets(data, offsets)
-        return data
+        return ifd.tobytes(len(_HEADER))
 
 
 def _check_offsets(directory: bytes, offsets: list[int]) -> None:

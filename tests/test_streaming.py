@@ -18,9 +18,37 @@ from llenhance.archs import create_model, get_arch
 from llenhance.bands import Shrinker, SpooledImage, shrink, spool
 from llenhance.errors import UserError
 from llenhance.images import ImageInfo, ImageWriter, read_image, spool_image, write_image
+from llenhance.inference import BatchCallbacks
 from llenhance.png import PngEncoder
+from llenhance.tiff import TiffEncoder
 from llenhance.tiling import enhance_array, enhance_bands
 from tests.conftest import TINY_UNET, darken, scene, write_png
+
+
+class _Events(BatchCallbacks):
+    """Batch callbacks that note, in order and from any thread, each photo's start (and, with
+    ``ends``, its end) and whatever else is :meth:`add`-ed; :meth:`release` stands in for
+    ``release_freed_memory``."""
+
+    def __init__(self, ends: bool = False) -> None:
+        self.seen: list[str] = []
+        self._lock = threading.Lock()
+        self._ends = ends
+
+    def add(self, event: str) -> None:
+        with self._lock:
+            self.seen.append(event)
+
+    def image_start(self, job, tiles):
+        self.add(f"start {job.source.stem}")
+
+    def image_end(self, job, status, megapixels):
+        if self._ends:
+            self.add(f"end {job.source.stem}")
+
+    def release(self) -> bool:
+        self.add("release")
+        return True
 
 
 def _idat_filter_types(png: bytes, row_bytes: int) -> set[int]:
@@ -56,12 +84,15 @@ def test_png_encoder_is_lossless_for_bands_of_any_height(depth, channels):
     assert len(_idat_filter_types(out.getvalue(), 53 * channels * depth // 8)) >= 3
 
 
-def test_png_encoder_refuses_too_many_or_too_few_rows():
-    encoder = PngEncoder(io.BytesIO(), 4, 3)
-    with pytest.raises(ValueError, match="more rows"):
+@pytest.mark.parametrize(("encoder_class", "name"), [(PngEncoder, "PNG"), (TiffEncoder, "TIFF")])
+def test_streaming_encoders_refuse_too_many_or_too_few_rows(encoder_class, name):
+    encoder = encoder_class(io.BytesIO(), 4, 3)
+    with pytest.raises(ValueError, match=f"more rows than the {name}'s height"):
         encoder.write(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="rows of shape"):
+        encoder.write(np.zeros((1, 5, 3), np.uint8))
     encoder.write(np.zeros((2, 4, 3), np.uint8))
-    with pytest.raises(ValueError, match="1 rows of the PNG were never written"):
+    with pytest.raises(ValueError, match=f"1 rows of the {name} were never written"):
         encoder.close()
 
 
@@ -203,36 +234,25 @@ def test_enhancing_a_taller_photo_takes_no_more_memory(tmp_path, tiny_weights):
 
 def test_large_photos_are_not_decoded_while_another_computes(tmp_path, tiny_weights, monkeypatch):
     from llenhance import inference
-    from llenhance.inference import BatchCallbacks, enhance_files, load_enhancer, plan_jobs
+    from llenhance.inference import enhance_files, load_enhancer, plan_jobs
 
     for i in range(3):
         write_png(tmp_path / "in" / f"{i}.png", darken(scene(64, 80, seed=i)))
-    events: list[str] = []
-    lock = threading.Lock()
+    events = _Events(ends=True)
     real_spool = inference.spool_image
 
     def recording_spool(path, directory):
-        with lock:
-            events.append(f"read {path.stem}")
+        events.add(f"read {path.stem}")
         return real_spool(path, directory)
-
-    class Recorder(BatchCallbacks):
-        def image_start(self, job, tiles):
-            with lock:
-                events.append(f"start {job.source.stem}")
-
-        def image_end(self, job, status, megapixels):
-            with lock:
-                events.append(f"end {job.source.stem}")
 
     monkeypatch.setattr(inference, "spool_image", recording_spool)
     monkeypatch.setattr(inference, "OVERLAP_MAX_MEGAPIXELS", 0.001)  # every photo is "large"
     enhancer = load_enhancer(weights=tiny_weights, device="cpu")
     report = enhance_files(
-        plan_jobs([tmp_path / "in"], tmp_path / "out"), enhancer, callbacks=Recorder()
+        plan_jobs([tmp_path / "in"], tmp_path / "out"), enhancer, callbacks=events
     )
     assert len(report.done) == 3
-    assert events == [
+    assert events.seen == [
         "read 0",
         "start 0",
         "end 0",
@@ -265,37 +285,25 @@ def test_a_large_photo_is_encoded_alone_after_its_memory_is_released(
     """A JPEG result is put together whole: before that the tiles' memory is handed back, and
     the next photo (small, so read ahead) computes only once the large one is written."""
     from llenhance import inference
-    from llenhance.inference import BatchCallbacks, enhance_files, load_enhancer, plan_jobs
+    from llenhance.inference import enhance_files, load_enhancer, plan_jobs
 
     write_png(tmp_path / "in" / "0.png", darken(scene(64, 80)))  # 5120 px: "large" below
     write_png(tmp_path / "in" / "1.png", darken(scene(16, 16, seed=1)))  # 256 px: small
-    events: list[str] = []
-    lock = threading.Lock()
+    events = _Events()
     real_close = ImageWriter.close
 
     def recording_close(self):
-        with lock:
-            events.append(f"encode {self.path.stem}")
+        events.add(f"encode {self.path.stem}")
         real_close(self)
 
-    def recording_release():
-        with lock:
-            events.append("release")
-        return True
-
-    class Recorder(BatchCallbacks):
-        def image_start(self, job, tiles):
-            with lock:
-                events.append(f"start {job.source.stem}")
-
     monkeypatch.setattr(ImageWriter, "close", recording_close)
-    monkeypatch.setattr(inference, "release_freed_memory", recording_release)
+    monkeypatch.setattr(inference, "release_freed_memory", events.release)
     monkeypatch.setattr(inference, "OVERLAP_MAX_MEGAPIXELS", 0.001)
     enhancer = load_enhancer(weights=tiny_weights, device="cpu")
     jobs = plan_jobs([tmp_path / "in"], tmp_path / "out", fmt="jpg")
-    report = enhance_files(jobs, enhancer, callbacks=Recorder())
+    report = enhance_files(jobs, enhancer, callbacks=events)
     assert len(report.done) == 2
-    assert events == [
+    assert events.seen == [
         "release",  # the decoder's copy of the large photo
         "start 0",
         "release",  # the tiles' activations
@@ -313,25 +321,13 @@ def test_the_decoders_copy_is_handed_back_only_while_nothing_computes(
     one is read ahead while the first computes, where a trim would also return the model's
     reusable activations."""
     from llenhance import inference
-    from llenhance.inference import BatchCallbacks, enhance_files, load_enhancer, plan_jobs
+    from llenhance.inference import enhance_files, load_enhancer, plan_jobs
 
     for i in range(2):
         write_png(tmp_path / "in" / f"{i}.png", darken(scene(24, 32, seed=i)))
-    events: list[str] = []
-    lock = threading.Lock()
-
-    def recording_release():
-        with lock:
-            events.append("release")
-        return True
-
-    class Recorder(BatchCallbacks):
-        def image_start(self, job, tiles):
-            with lock:
-                events.append(f"start {job.source.stem}")
-
-    monkeypatch.setattr(inference, "release_freed_memory", recording_release)
+    events = _Events()
+    monkeypatch.setattr(inference, "release_freed_memory", events.release)
     enhancer = load_enhancer(weights=tiny_weights, device="cpu")
     jobs = plan_jobs([tmp_path / "in"], tmp_path / "out")
-    assert len(enhance_files(jobs, enhancer, callbacks=Recorder()).done) == 2
-    assert events == ["release", "start 0", "start 1"]
+    assert len(enhance_files(jobs, enhancer, callbacks=events).done) == 2
+    assert events.seen == ["release", "start 0", "start 1"]
