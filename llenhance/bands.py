@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -53,6 +52,41 @@ class SpooledImage:
         self._file = tempfile.TemporaryFile(dir=None if directory is None else Path(directory))  # noqa: SIM115
         self._row_bytes = width * channels * self.dtype.itemsize
 
+    @classmethod
+    def blank(
+        cls,
+        height: int,
+        width: int,
+        channels: int,
+        dtype: np.dtype,
+        directory: str | os.PathLike[str] | None = None,
+    ) -> SpooledImage:
+        """An image ``height`` rows tall (zeros, stored sparsely) to fill with :meth:`place`
+        in any order."""
+        image = cls(width, channels, dtype, directory)
+        image._file.truncate(height * image._row_bytes)
+        image.shape = (height, width, channels)
+        return image
+
+    def place(self, top: int, left: int, block: np.ndarray) -> None:
+        """Write ``block`` (h x w x channels, of this image's dtype) with its top-left corner at
+        (``top``, ``left``): whole rows in one write, narrower blocks a row at a time."""
+        height, width, channels = self.shape
+        if block.ndim != 3 or block.shape[2] != channels or block.dtype != self.dtype:
+            raise ValueError(f"block of {block.shape} {block.dtype} does not fit {self.shape}")
+        rows, columns = block.shape[:2]
+        if not (0 <= top <= top + rows <= height and 0 <= left <= left + columns <= width):
+            raise ValueError(f"block of {block.shape} at ({top}, {left}) overruns {self.shape}")
+        block = np.ascontiguousarray(block)
+        pixel_bytes = channels * self.dtype.itemsize
+        if block.shape[1] == width:
+            self._file.seek(top * self._row_bytes)
+            block.tofile(self._file)
+            return
+        for i, row in enumerate(block):
+            self._file.seek((top + i) * self._row_bytes + left * pixel_bytes)
+            self._file.write(row.data)
+
     def append(self, band: np.ndarray) -> None:
         """Add ``band`` (n x width x channels, of this image's dtype) below the last row."""
         if band.ndim != 3 or band.shape[1:] != self.shape[1:] or band.dtype != self.dtype:
@@ -83,27 +117,6 @@ class SpooledImage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def spool(
-    bands: Iterable[np.ndarray], directory: str | os.PathLike[str] | None = None
-) -> SpooledImage:
-    """Write ``bands`` (row bands of one HxWxC image, top to bottom) to a temporary file in
-    ``directory`` (the system's temporary folder if None) and return it as a
-    :class:`SpooledImage`."""
-    spooled: SpooledImage | None = None
-    try:
-        for band in bands:
-            if spooled is None:
-                spooled = SpooledImage(band.shape[1], band.shape[2], band.dtype, directory)
-            spooled.append(band)
-        if spooled is None:
-            raise ValueError("no bands to spool")
-    except BaseException:
-        if spooled is not None:
-            spooled.close()
-        raise
-    return spooled
 
 
 class RowEncoder:

@@ -4,9 +4,11 @@ Inside the library an image is a float32 numpy array of shape HxWx3, RGB, values
 Conversion from and to files happens here, once:
 
 * :func:`read_image` decodes a file (Pillow; OpenCV for 16-bit/float PNG and TIFF data, which
-  Pillow would reduce to 8 bits), applies the EXIF orientation so the pixels are upright, and
-  returns the RGB array plus an :class:`ImageInfo` with what is needed to write the result back
-  like the input (format, bit depth, alpha, ICC profile, EXIF with Orientation reset to 1).
+  Pillow would reduce to 8 bits; libvips, a band of rows at a time, for PNG, JPEG, TIFF and
+  WebP photos from :data:`BAND_DECODE_MEGAPIXELS`), applies the EXIF orientation so the pixels
+  are upright, and returns the RGB array plus an :class:`ImageInfo` with what is needed to
+  write the result back like the input (format, bit depth, alpha, ICC profile, EXIF with
+  Orientation reset to 1).
 * :func:`write_image` writes atomically (temporary file in the same directory, then
   ``os.replace``), picks the format from the extension and keeps alpha, ICC and EXIF where the
   format allows.
@@ -18,9 +20,13 @@ names the file; programming errors (wrong array shape, NaN pixels) raise ``Value
 Limitations:
 
 * PNG and TIFF output are encoded by hand (:mod:`llenhance.png`, :mod:`llenhance.tiff`) as rows
-  arrive, 8- or 16-bit, with ICC profile and EXIF; JPEG and BMP by Pillow and WebP by OpenCV
-  (:mod:`llenhance.webp`) from the whole result, gathered on disk first.
+  arrive, 8- or 16-bit, with ICC profile and EXIF. JPEG, WebP and BMP rows are gathered on
+  disk first: BMP is then written a band at a time (:mod:`llenhance.bmp`), JPEG by Pillow and
+  WebP by OpenCV (:mod:`llenhance.webp`) from the whole result, as their encoders need it.
 * Only the first frame of multi-frame files (animated GIF/WebP, multi-page TIFF) is read.
+* Large photos are decoded whole (not in bands) where libvips cannot stand in for Pillow:
+  BMP and GIF files, palette and CMYK pixels, tRNS transparency, 16-bit grey with alpha.
+  Alpha is held whole as float32 (4 bytes a pixel).
 * An embedded ICC profile is kept only if it is an RGB profile. CMYK JPEGs are converted to
   sRGB through their profile when LittleCMS is available (naive conversion otherwise); grey
   profiles are dropped because the output is RGB.
@@ -46,8 +52,9 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from llenhance import webp
-from llenhance.bands import BAND_ROWS, SpooledImage, spool
+from llenhance import banddecode, bmp, webp
+from llenhance.banddecode import BandDecoder
+from llenhance.bands import BAND_ROWS, SpooledImage
 from llenhance.errors import UserError
 from llenhance.png import PngEncoder
 from llenhance.tiff import LAYOUT_TAGS, TiffEncoder
@@ -336,6 +343,32 @@ def _decode_with_cv2(path: Path, size: tuple[int, int]) -> np.ndarray | None:
 
 _DEEP_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})  # 16-bit or float data
 
+#: Photos of at least this many megapixels are decoded a band of rows at a time by libvips
+#: (:mod:`llenhance.banddecode`), never whole in memory; smaller ones whole by Pillow/OpenCV.
+BAND_DECODE_MEGAPIXELS: float = 16
+
+# Pillow mode -> channels, for the modes whose pixels libvips hands over unchanged.
+_BAND_CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "I;16": 1, "I;16L": 1, "I;16B": 1, "I": 1}
+
+
+def _band_decoder(
+    path: Path, fmt: str, mode: str, size: tuple[int, int], bit_depth: int
+) -> BandDecoder | None:
+    """A libvips band decoder for a large photo, or None where Pillow/OpenCV decode it whole:
+    small photos, other formats, and modes whose pixels Pillow converts (palette, CMYK, ...),
+    or any file libvips reads as other pixels than Pillow does (e.g. tRNS transparency)."""
+    if (
+        size[0] * size[1] < BAND_DECODE_MEGAPIXELS * 1e6
+        or fmt not in banddecode.FORMATS
+        or mode not in _BAND_CHANNELS
+    ):
+        return None
+    decoder = BandDecoder(path)
+    expected = (size, _BAND_CHANNELS[mode], np.dtype(np.uint16 if bit_depth > 8 else np.uint8))
+    if ((decoder.width, decoder.height), decoder.channels, decoder.dtype) != expected:
+        return None
+    return decoder
+
 
 def _plain_mode(im: Image.Image) -> Image.Image:
     """A loaded Pillow image in a mode numpy reads as native data: L (grey), LA (grey+alpha),
@@ -440,12 +473,19 @@ def _decode(path: str | os.PathLike[str], consume: Callable[[Pixels, int, ImageI
             # the precision, and Pillow only if OpenCV cannot (its errors say what is wrong).
             bits = _png_bit_depth(head) if fmt == "PNG" else _tiff_bits(im) if fmt == "TIFF" else 8
             wide = bits > 8 and mode not in _DEEP_MODES
-            if not wide:
+            bit_depth = 16 if wide or mode in _DEEP_MODES else 8
+            pixels: Pixels | None = _band_decoder(path, fmt, mode, size, bit_depth)
+            if pixels is None and not wide:
                 im.load()  # decodes, and so validates, everything else
+            if pixels is not None and fmt == "PNG":
+                found = banddecode.png_exif(path)  # (EOFError for a file cut short)
+                if "exif" not in im.info and (found or "Raw profile type exif" not in im.info):
+                    im.info["exif"] = found  # else Pillow would decode the pixels to find it
             orientation, exif = _metadata(im)  # (loads a PNG whose EXIF follows the pixels)
             icc = None if mode == "CMYK" else _rgb_icc(im.info.get("icc_profile"))
-            pixels = None
-            if wide:
+            if pixels is not None:
+                im.close()  # libvips reads the pixels from here on
+            elif wide:
                 im.close()  # any 8-bit copy goes before OpenCV's 16-bit one is made
                 pixels = _decode_with_cv2(path, size)
                 if pixels is None:
@@ -453,7 +493,6 @@ def _decode(path: str | os.PathLike[str], consume: Callable[[Pixels, int, ImageI
                     im.load()
             if pixels is None:
                 pixels = _plain_mode(im)
-            bit_depth = 16 if wide or mode in _DEEP_MODES else 8
         except UserError:
             raise
         except UnidentifiedImageError:
@@ -484,25 +523,28 @@ def _stored_size(pixels: Pixels) -> tuple[int, int]:
     return pixels.height, pixels.width
 
 
-def _oriented_rows(pixels: Pixels, orientation: int, top: int, bottom: int) -> np.ndarray:
-    """Rows [top, bottom) of the upright image as native data: only the matching rows (or, for
-    the orientations that transpose, columns) of the stored pixels are converted."""
-    height, width = _stored_size(pixels)
-    if orientation in (1, 2):
-        box = (0, top, width, bottom)
-    elif orientation in (3, 4):
-        box = (0, height - bottom, width, height - top)
-    elif orientation in (5, 6):
-        box = (top, 0, bottom, height)
-    else:
-        box = (width - bottom, 0, width - top, height)
+def _stored_rows(pixels: Pixels, top: int, bottom: int) -> np.ndarray:
+    """Rows [top, bottom) of the stored (not yet oriented) pixels as native data; only those
+    rows of a Pillow image are converted."""
+    if isinstance(pixels, BandDecoder):
+        return pixels.rows(top, bottom)
     if isinstance(pixels, np.ndarray):
-        region = pixels[box[1] : box[3], box[0] : box[2]]
-    elif box == (0, 0, width, height):
-        region = _native(np.asarray(pixels))
-    else:
-        region = _native(np.asarray(pixels.crop(box)))
-    return _orient(region, orientation)
+        return pixels[top:bottom]
+    if (top, bottom) == (0, pixels.height):
+        return _native(np.asarray(pixels))
+    return _native(np.asarray(pixels.crop((0, top, pixels.width, bottom))))
+
+
+def _upright_corner(orientation: int, top: int, bottom: int, height: int) -> tuple[int, int]:
+    """(row, column) in the upright image of the top-left corner of stored rows [top, bottom)
+    once oriented (the stored image is ``height`` rows tall)."""
+    if orientation in (1, 2):
+        return top, 0
+    if orientation in (3, 4):
+        return height - bottom, 0
+    if orientation in (5, 8):  # stored rows become columns, first row leftmost
+        return 0, top
+    return 0, height - bottom  # 6, 7: stored rows become columns, first row rightmost
 
 
 def _upright_size(pixels: Pixels, orientation: int) -> tuple[int, int]:
@@ -533,8 +575,8 @@ def read_image(
     """
 
     def whole(pixels: Pixels, orientation: int, info: ImageInfo) -> tuple[np.ndarray, ImageInfo]:
-        height = _upright_size(pixels, orientation)[0]
-        rgb, alpha = _split_alpha(_oriented_rows(pixels, orientation, 0, height))
+        height = _stored_size(pixels)[0]
+        rgb, alpha = _split_alpha(_orient(_stored_rows(pixels, 0, height), orientation))
         info.alpha = None if alpha is None else to_float(np.ascontiguousarray(alpha))
         return (to_float(rgb) if as_float else rgb), info
 
@@ -546,33 +588,41 @@ def spool_image(
 ) -> tuple[SpooledImage, ImageInfo]:
     """Read an image file like :func:`read_image` with ``as_float=False``, but leave its upright
     RGB pixels in an unlinked temporary file in ``directory`` (a :class:`SpooledImage`): the
-    decoder's copy is converted and written a band of rows at a time, so a photo is never in
-    memory twice, and not at all once this returns (alpha, if any, stays in ``info.alpha``).
+    stored rows are decoded (for large photos), oriented and written a band at a time, so a
+    photo is never in memory twice, and not at all once this returns (alpha, if any, stays in
+    ``info.alpha``).
     """
 
     def to_disk(
         pixels: Pixels, orientation: int, info: ImageInfo
     ) -> tuple[SpooledImage, ImageInfo]:
-        height = _upright_size(pixels, orientation)[0]
-        alphas: list[np.ndarray] = []
-
-        def bands() -> Iterator[np.ndarray]:
-            for top in range(0, height, BAND_ROWS):
-                rgb, alpha = _split_alpha(
-                    _oriented_rows(pixels, orientation, top, min(top + BAND_ROWS, height))
-                )
-                if alpha is not None:
-                    alphas.append(to_float(alpha))
-                yield rgb
-
+        stored_height = _stored_size(pixels)[0]
+        height, width = _upright_size(pixels, orientation)
+        spooled: SpooledImage | None = None
+        alpha_plane: np.ndarray | None = None
         try:
-            spooled = spool(bands(), directory)
-        except OSError as e:
+            for top in range(0, stored_height, BAND_ROWS):
+                bottom = min(top + BAND_ROWS, stored_height)
+                rgb, alpha = _split_alpha(_orient(_stored_rows(pixels, top, bottom), orientation))
+                if spooled is None:
+                    spooled = SpooledImage.blank(height, width, 3, rgb.dtype, directory)
+                y, x = _upright_corner(orientation, top, bottom, stored_height)
+                spooled.place(y, x, rgb)
+                if alpha is not None:
+                    if alpha_plane is None:
+                        alpha_plane = np.empty((height, width), np.float32)
+                    alpha_plane[y : y + alpha.shape[0], x : x + alpha.shape[1]] = to_float(alpha)
+        except BaseException as e:
+            if spooled is not None:
+                spooled.close()
+            if not isinstance(e, OSError):
+                raise
             where = directory if directory is not None else "the temporary folder"
             raise UserError(
                 f"{path}: cannot write a temporary copy to {where} ({_one_line(e.strerror or e)})"
             ) from None
-        info.alpha = np.concatenate(alphas) if alphas else None
+        assert spooled is not None  # a decoded image has at least one row
+        info.alpha = alpha_plane
         return spooled, info
 
     return _decode(path, to_disk)
@@ -673,9 +723,10 @@ class ImageWriter:
     :meth:`abort` (or an exception inside a ``with`` block) removes it, so a crash never leaves
     half an image. PNG and TIFF are encoded as the rows arrive (:mod:`llenhance.png`,
     :mod:`llenhance.tiff`), so such a result of any size is never in memory. JPEG, WebP and
-    BMP, whose encoders take only a whole image, are gathered in an unlinked file beside
-    ``path`` (3 bytes a pixel, on disk) and put together (3-4 bytes a pixel) only at
-    :meth:`close`: a caller that frees its working memory first keeps the two from adding up.
+    BMP rows are gathered in an unlinked file beside ``path`` (3 bytes a pixel, on disk) and
+    encoded only at :meth:`close`: BMP a band at a time, JPEG and WebP, whose encoders take
+    only a whole image, from one picture (3-4 bytes a pixel): a caller that frees its working
+    memory first keeps the two from adding up.
 
     Options and what ``info`` keeps are those of :func:`write_image`. Every problem a user can
     cause (bad destination, bad option, disk full) raises :class:`UserError`.
@@ -717,6 +768,11 @@ class ImageWriter:
             raise UserError(
                 f"{path}: {fmt} holds at most {side} pixels a side, this image is "
                 f"{width}x{height}; write PNG or TIFF instead"
+            )
+        if fmt == "BMP" and bmp.file_size(width, height) > bmp.MAX_BYTES:
+            raise UserError(
+                f"{path}: BMP holds at most 4 GiB, this {width}x{height} image needs more; "
+                "write PNG or TIFF instead"
             )
         info = info if info is not None else ImageInfo(format=fmt)
         alpha = info.alpha if fmt in _ALPHA_FORMATS else None
@@ -821,9 +877,12 @@ class ImageWriter:
             self.abort()
 
     def _encode_whole(self) -> None:
-        """Put the gathered rows together and encode them: WebP by OpenCV from one array
-        (:mod:`llenhance.webp`), JPEG and BMP by Pillow from one image."""
+        """Encode the gathered rows: BMP a band at a time (:mod:`llenhance.bmp`); WebP by
+        OpenCV from one array (:mod:`llenhance.webp`) and JPEG by Pillow from one image."""
         rows, alpha = self._rows, self._alpha
+        if self._format == "BMP":
+            bmp.write(self._file, rows)
+            return
         if self._format == "WEBP":
             picture = np.empty((self._height, self._width, 3 if alpha is None else 4), np.uint8)
             for top in range(0, self._height, BAND_ROWS):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from llenhance import images
 from llenhance.archs import create_model, get_arch
-from llenhance.bands import Shrinker, SpooledImage, shrink, spool
+from llenhance.bands import Shrinker, SpooledImage, shrink
 from llenhance.errors import UserError
 from llenhance.images import ImageInfo, ImageWriter, read_image, spool_image, write_image
 from llenhance.inference import BatchCallbacks
@@ -96,9 +96,16 @@ def test_streaming_encoders_refuse_too_many_or_too_few_rows(encoder_class, name)
         encoder.close()
 
 
+def _spooled(bands: list[np.ndarray], directory) -> SpooledImage:
+    spooled = SpooledImage(bands[0].shape[1], bands[0].shape[2], bands[0].dtype, directory)
+    for band in bands:
+        spooled.append(band)
+    return spooled
+
+
 def test_spooled_image_reads_row_slices_and_nothing_else(tmp_path):
     image = np.arange(7 * 5 * 3, dtype=np.uint16).reshape(7, 5, 3)
-    with spool([image[:3], image[3:4], image[4:]], tmp_path) as spooled:
+    with _spooled([image[:3], image[3:4], image[4:]], tmp_path) as spooled:
         assert spooled.shape == (7, 5, 3) and spooled.dtype == np.uint16
         np.testing.assert_array_equal(spooled[2:6], image[2:6])
         np.testing.assert_array_equal(spooled[:], image)
@@ -106,6 +113,21 @@ def test_spooled_image_reads_row_slices_and_nothing_else(tmp_path):
         with pytest.raises(TypeError):
             spooled[::2]
     assert list(tmp_path.iterdir()) == []  # unlinked from the start
+
+
+def test_blank_spooled_image_takes_blocks_in_any_order_and_refuses_overruns(tmp_path):
+    image = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    with SpooledImage.blank(6, 8, 3, np.uint8, tmp_path) as spooled:
+        spooled.place(4, 0, image[4:])  # whole rows, bottom first
+        spooled.place(0, 5, image[:4, 5:])  # narrow blocks, a row at a time
+        spooled.place(0, 0, image[:4, :5])
+        np.testing.assert_array_equal(spooled[:], image)
+        with pytest.raises(ValueError, match="overruns"):
+            spooled.place(5, 0, image[:2])
+        with pytest.raises(ValueError, match="overruns"):
+            spooled.place(0, 7, image[:1, :2])
+        with pytest.raises(ValueError, match="does not fit"):
+            spooled.place(0, 0, image[:1].astype(np.uint16))
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -175,7 +197,7 @@ def test_bands_from_a_spool_equal_the_whole_array_result(tmp_path):
     image = (darken(scene(150, 97)) * 255 + 0.5).astype(np.uint8)
     whole = enhance_array(model, image, spec, tile=48, overlap=16, out_dtype=np.uint8)
     tops, rows = [], []
-    with spool([image[:70], image[70:]], tmp_path) as spooled:
+    with _spooled([image[:70], image[70:]], tmp_path) as spooled:
         for top, band in enhance_bands(
             model, spooled, spec, tile=48, overlap=16, out_dtype=np.uint8
         ):
@@ -273,10 +295,6 @@ def test_a_spooled_input_is_not_kept_beside_the_output(tmp_path, tiny_weights):
     report = enhance_files(plan_jobs([tmp_path / "in"], tmp_path / "out"), enhancer)
     assert len(report.done) == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
-
-
-def test_a_spool_image_is_a_row_source():
-    assert isinstance(spool([np.zeros((2, 3, 3), np.uint8)]), SpooledImage)
 
 
 def test_a_large_photo_is_encoded_alone_after_its_memory_is_released(
