@@ -162,7 +162,8 @@ def side_by_side(
     """``before | separator | after`` as one float32 image, each half labelled in its corner.
 
     The labels are white text on a dark semi-transparent box in the top-left corner of each
-    half, sized to the picture's width (pass ``None`` or ``""`` for no label). Outside the two
+    half, sized to the picture's width and never wider than half of it, so a label cannot hide
+    the picture on a small preview (pass ``None`` or ``""`` for no label). Outside the two
     label boxes the halves are the inputs' pixels, unchanged. If the result would be wider or
     taller than ``max_side`` (``None``: no limit), both halves are first shrunk (INTER_AREA).
     ``before`` and ``after`` must have the same size; ValueError otherwise.
@@ -200,7 +201,7 @@ def side_by_side(
                 margin,
                 margin,
                 px,
-                max_width=w - 2 * margin,
+                max_width=w // 2 - 2 * margin,
                 box_opacity=_LABEL_BOX_OPACITY,
             )
     out = np.empty((h, 2 * w + sep, 3), np.float32)
@@ -416,7 +417,7 @@ def training_curves(
     u = min(width / 900, height / 600)  # layout unit: 1 at the default size
     tick_px = max(7.0, 10.0 * u)
     title_px = max(8.0, 12.0 * u)
-    line = max(1, round(2 * u))
+    line = max(2, round(2 * u))  # 1-px anti-aliased lines never reach full colour
     tick_len = max(3, round(5 * u))
     inset = max(4, round(8 * u))  # data never sits on the frame
 
