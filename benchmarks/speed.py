@@ -7,11 +7,11 @@ subprocess raises with ``LLENHANCE_MAX_MEGAPIXELS``). Also measures the plain un
 on 1024x1024 against the tiled model call on 3840x2160 (tiling overhead as a throughput
 ratio) and the max abs difference between tiled and untiled output where untiled fits.
 
-    python -m benchmarks.speed [--models unet-res,dncnn] [--sizes 512,1080p,4k,8k,16k,200mp,300mp]
-                               [--format png|jpg|tif|webp|bmp]
+    python -m benchmarks.speed [--models unet-res,dncnn] [--format png|jpg|tif|webp|bmp]
+                               [--sizes 512,1080p,4k,8k,16k,200mp,300mp,pano] [--bits 8|16]
 
-The generated sizes (8k, 16k, 200mp, 300mp) are a 4K photo upscaled; the output is written in
-``--format`` (PNG by default).
+The generated sizes (8k, 16k, 200mp, 300mp, pano) are a 4K photo upscaled, 8-bit or (``--bits 16``)
+16-bit; the output is written in ``--format`` (PNG by default; 16-bit as PNG or TIFF).
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ SIZES = {
     "16k": (8640, 15360),
     "200mp": (10500, 19000),  # about llenhance's default decode limit (LLENHANCE_MAX_MEGAPIXELS)
     "300mp": (15000, 20000),  # beyond it: the children raise the limit
+    "pano": (6000, 40000),  # 240 MP, wider than a row of 1024-px tiles holds (shorter tiles)
 }
-GENERATED = ("8k", "16k", "200mp", "300mp")
+GENERATED = ("8k", "16k", "200mp", "300mp", "pano")
 
 
 def find_photo(height: int, width: int) -> Path | None:
@@ -53,8 +54,9 @@ def find_photo(height: int, width: int) -> Path | None:
     return None
 
 
-def make_large(folder: Path, size: str) -> Path:
-    """A dark photo of a generated size: a 4K one upscaled (or noise when none is there)."""
+def make_large(folder: Path, size: str, bits: int = 8) -> Path:
+    """A dark photo of a generated size: a 4K one upscaled (or noise when none is there), as an
+    8- or 16-bit PNG."""
     import cv2
 
     height, width = SIZES[size]
@@ -63,7 +65,9 @@ def make_large(folder: Path, size: str) -> Path:
         image = cv2.resize(cv2.imread(str(source)), (width, height), interpolation=cv2.INTER_CUBIC)
     else:
         image = (np.random.default_rng(0).random((height, width, 3)) * 60).astype(np.uint8)
-    path = folder / f"generated_{size}.png"
+    if bits == 16:
+        image = image.astype(np.uint16) * np.uint16(257)
+    path = folder / f"generated_{size}{'_16bit' if bits == 16 else ''}.png"
     cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     return path
 
@@ -145,6 +149,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="512,1080p,4k,8k,16k")
     parser.add_argument("--tile", type=int, default=None, help="tile size (default: llenhance's)")
     parser.add_argument("--format", default="png", help="output format: png, jpg, tif, webp, bmp")
+    parser.add_argument(
+        "--bits", type=int, choices=(8, 16), default=8, help="bit depth of the generated photos"
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -167,7 +174,9 @@ def main() -> None:
         photos = {}
         for size in args.sizes.split(","):
             h, w = SIZES[size]
-            photos[size] = make_large(folder, size) if size in GENERATED else find_photo(h, w)
+            photos[size] = (
+                make_large(folder, size, args.bits) if size in GENERATED else find_photo(h, w)
+            )
         for model in models:
             tile = args.tile or default_tile(get_arch(model))
             title = f"{model}: end to end, fresh process, 2 threads, tile {tile}"

@@ -20,9 +20,10 @@ names the file; programming errors (wrong array shape, NaN pixels) raise ``Value
 Limitations:
 
 * PNG and TIFF output are encoded by hand (:mod:`llenhance.png`, :mod:`llenhance.tiff`) as rows
-  arrive, 8- or 16-bit, with ICC profile and EXIF. JPEG, WebP and BMP rows are gathered on
-  disk first: BMP is then written a band at a time (:mod:`llenhance.bmp`), JPEG by Pillow and
-  WebP by OpenCV (:mod:`llenhance.webp`) from the whole result, as their encoders need it.
+  arrive, 8- or 16-bit, with ICC profile and EXIF; JPEG by Pillow a band at a time, joined
+  into one file (:mod:`llenhance.jpeg`). WebP and BMP rows are gathered on disk first: BMP is
+  then written a band at a time (:mod:`llenhance.bmp`), WebP by OpenCV (:mod:`llenhance.webp`)
+  from the whole result, as its encoder needs it.
 * Only the first frame of multi-frame files (animated GIF/WebP, multi-page TIFF) is read.
 * Large photos are decoded whole (not in bands) where libvips cannot stand in for Pillow:
   BMP and GIF files, palette and CMYK pixels, tRNS transparency, 16-bit grey with alpha.
@@ -56,6 +57,7 @@ from llenhance import banddecode, bmp, webp
 from llenhance.banddecode import BandDecoder
 from llenhance.bands import BAND_ROWS, SpooledImage
 from llenhance.errors import UserError
+from llenhance.jpeg import JpegEncoder
 from llenhance.png import PngEncoder
 from llenhance.tiff import LAYOUT_TAGS, TiffEncoder
 
@@ -121,7 +123,8 @@ class ImageInfo:
 
     format: str = "PNG"  # Pillow format name: 'PNG', 'JPEG', 'TIFF', 'WEBP', 'BMP', ...
     bit_depth: int = 8  # 8 or 16 (16 also for float sources)
-    alpha: np.ndarray | None = None  # float32 HxW in [0, 1]
+    # float32 HxW in [0, 1]; from spool_image, an HxWx1 SpooledImage of the file's own levels
+    alpha: np.ndarray | SpooledImage | None = None
     icc_profile: bytes | None = None  # RGB ICC profile, None if absent or not RGB
     exif: bytes | None = None  # EXIF ("Exif\0\0" + TIFF data), Orientation reset to 1
 
@@ -589,8 +592,9 @@ def spool_image(
     """Read an image file like :func:`read_image` with ``as_float=False``, but leave its upright
     RGB pixels in an unlinked temporary file in ``directory`` (a :class:`SpooledImage`): the
     stored rows are decoded (for large photos), oriented and written a band at a time, so a
-    photo is never in memory twice, and not at all once this returns (alpha, if any, stays in
-    ``info.alpha``).
+    photo is never in memory twice, and not at all once this returns. Alpha, if any, is spooled
+    the same way (``info.alpha``: an HxWx1 :class:`SpooledImage` of the file's own levels,
+    which :class:`ImageWriter` reads a band at a time).
     """
 
     def to_disk(
@@ -599,7 +603,7 @@ def spool_image(
         stored_height = _stored_size(pixels)[0]
         height, width = _upright_size(pixels, orientation)
         spooled: SpooledImage | None = None
-        alpha_plane: np.ndarray | None = None
+        alpha_plane: SpooledImage | None = None
         try:
             for top in range(0, stored_height, BAND_ROWS):
                 bottom = min(top + BAND_ROWS, stored_height)
@@ -610,11 +614,12 @@ def spool_image(
                 spooled.place(y, x, rgb)
                 if alpha is not None:
                     if alpha_plane is None:
-                        alpha_plane = np.empty((height, width), np.float32)
-                    alpha_plane[y : y + alpha.shape[0], x : x + alpha.shape[1]] = to_float(alpha)
+                        alpha_plane = SpooledImage.blank(height, width, 1, alpha.dtype, directory)
+                    alpha_plane.place(y, x, alpha[:, :, None])
         except BaseException as e:
-            if spooled is not None:
-                spooled.close()
+            for spool in (spooled, alpha_plane):
+                if spool is not None:
+                    spool.close()
             if not isinstance(e, OSError):
                 raise
             where = directory if directory is not None else "the temporary folder"
@@ -659,15 +664,34 @@ def _validate_rgb(rgb: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0, 1)
 
 
-def _validate_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
+def _validate_alpha(
+    alpha: np.ndarray | SpooledImage, height: int, width: int
+) -> np.ndarray | SpooledImage:
+    """An alpha plane checked against the image's size; a spooled one (HxWx1) is read, and
+    its float levels checked, only a band at a time by :func:`_alpha_rows`."""
+    if isinstance(alpha, SpooledImage):
+        if alpha.shape != (height, width, 1):
+            raise ValueError(f"alpha shape {alpha.shape} does not match image {(height, width)}")
+        return alpha
     alpha = np.asarray(alpha)
     if alpha.shape != (height, width):
         raise ValueError(f"alpha shape {alpha.shape} does not match image {(height, width)}")
+    return _finite_alpha(alpha)
+
+
+def _finite_alpha(alpha: np.ndarray) -> np.ndarray:
     if alpha.dtype.kind == "f":
         if not np.isfinite(alpha).all():
             raise ValueError("alpha contains NaN or infinite values")
         return np.clip(alpha, 0, 1)
     return alpha
+
+
+def _alpha_rows(alpha: np.ndarray | SpooledImage, top: int, bottom: int) -> np.ndarray:
+    """Rows [top, bottom) of a validated alpha plane, HxW."""
+    if isinstance(alpha, SpooledImage):
+        return _finite_alpha(alpha[top:bottom][:, :, 0])
+    return alpha[top:bottom]
 
 
 PNG_COMPRESSION = 3
@@ -721,12 +745,12 @@ class ImageWriter:
 
     Rows go to a temporary file beside ``path``; :meth:`close` renames it into place, and
     :meth:`abort` (or an exception inside a ``with`` block) removes it, so a crash never leaves
-    half an image. PNG and TIFF are encoded as the rows arrive (:mod:`llenhance.png`,
-    :mod:`llenhance.tiff`), so such a result of any size is never in memory. JPEG, WebP and
-    BMP rows are gathered in an unlinked file beside ``path`` (3 bytes a pixel, on disk) and
-    encoded only at :meth:`close`: BMP a band at a time, JPEG and WebP, whose encoders take
-    only a whole image, from one picture (3-4 bytes a pixel): a caller that frees its working
-    memory first keeps the two from adding up.
+    half an image. PNG, TIFF and JPEG are encoded as the rows arrive (:mod:`llenhance.png`,
+    :mod:`llenhance.tiff`, :mod:`llenhance.jpeg`), so such a result of any size is never in
+    memory. WebP and BMP rows are gathered in an unlinked file beside ``path`` (3 bytes a
+    pixel, on disk) and encoded only at :meth:`close`: BMP (stored bottom row first) a band at
+    a time, WebP, whose encoder takes only a whole image, from one picture (3-4 bytes a pixel,
+    at most 268 MP): a caller that frees its working memory first keeps the two from adding up.
 
     Options and what ``info`` keeps are those of :func:`write_image`. Every problem a user can
     cause (bad destination, bad option, disk full) raises :class:`UserError`.
@@ -791,10 +815,20 @@ class ImageWriter:
         except OSError as e:
             raise UserError(f"{path}: cannot write file ({_one_line(e.strerror or e)})") from None
         self._file = os.fdopen(fd, "wb")
-        self._encoder: PngEncoder | TiffEncoder | None = None
+        self._encoder: PngEncoder | TiffEncoder | JpegEncoder | None = None
         self._rows: SpooledImage | None = None
         with self._aborting():
-            if fmt in ("PNG", "TIFF"):
+            if fmt == "JPEG":
+                self._encoder = JpegEncoder(
+                    self._file,
+                    width,
+                    height,
+                    quality=quality,
+                    subsampling=subsampling,
+                    icc_profile=self._icc,
+                    exif=self._exif if self._exif and len(self._exif) <= _JPEG_MAX_EXIF else None,
+                )
+            elif fmt in ("PNG", "TIFF"):
                 encoder = PngEncoder if fmt == "PNG" else TiffEncoder
                 self._encoder = encoder(
                     self._file,
@@ -823,7 +857,8 @@ class ImageWriter:
                 quantize = to_uint16 if self._deep else to_uint8
                 pixels = quantize(rows)
                 if self._alpha is not None:
-                    pixels = np.dstack([pixels, quantize(self._alpha[top:bottom])])
+                    alpha = _alpha_rows(self._alpha, top, bottom)
+                    pixels = np.dstack([pixels, quantize(alpha)])
                 self._encoder.write(pixels)
             else:
                 self._rows.append(to_uint8(rows))
@@ -877,39 +912,21 @@ class ImageWriter:
             self.abort()
 
     def _encode_whole(self) -> None:
-        """Encode the gathered rows: BMP a band at a time (:mod:`llenhance.bmp`); WebP by
-        OpenCV from one array (:mod:`llenhance.webp`) and JPEG by Pillow from one image."""
+        """Encode the gathered rows: BMP a band at a time (:mod:`llenhance.bmp`), WebP by
+        OpenCV from one array (:mod:`llenhance.webp`)."""
         rows, alpha = self._rows, self._alpha
         if self._format == "BMP":
             bmp.write(self._file, rows)
             return
-        if self._format == "WEBP":
-            picture = np.empty((self._height, self._width, 3 if alpha is None else 4), np.uint8)
-            for top in range(0, self._height, BAND_ROWS):
-                bottom = min(top + BAND_ROWS, self._height)
-                picture[top:bottom, :, :3] = rows[top:bottom][:, :, ::-1]  # OpenCV's BGR
-                if alpha is not None:
-                    picture[top:bottom, :, 3] = to_uint8(alpha[top:bottom])
-        else:
-            picture = Image.new("RGB", (self._width, self._height))
-            for top in range(0, self._height, BAND_ROWS):
-                picture.paste(Image.fromarray(rows[top : top + BAND_ROWS]), (0, top))
+        picture = np.empty((self._height, self._width, 3 if alpha is None else 4), np.uint8)
+        for top in range(0, self._height, BAND_ROWS):
+            bottom = min(top + BAND_ROWS, self._height)
+            picture[top:bottom, :, :3] = rows[top:bottom][:, :, ::-1]  # OpenCV's BGR
+            if alpha is not None:
+                picture[top:bottom, :, 3] = to_uint8(_alpha_rows(alpha, top, bottom))
         rows.close()
         self._rows = None
-        exif = self._exif
-        if self._format == "WEBP":
-            self._file.write(webp.encode(picture, self._options["quality"], self._icc, exif))
-            return
-        options: dict = {}
-        if self._format == "JPEG":
-            options["quality"] = self._options["quality"]
-            if self._options["subsampling"] is not None:
-                options["subsampling"] = self._options["subsampling"]
-            if self._icc:
-                options["icc_profile"] = self._icc
-            if exif and len(exif) <= _JPEG_MAX_EXIF:
-                options["exif"] = exif
-        picture.save(self._file, format=self._format, **options)
+        self._file.write(webp.encode(picture, self._options["quality"], self._icc, self._exif))
 
 
 def write_image(

@@ -29,6 +29,11 @@ DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 96
 SEAM_FRACTION = 0.2
 """Share of the overlap (its middle) over which neighbouring tiles are cross-faded."""
+BAND_MEGAPIXELS = 16.0
+"""Most pixels in one image-wide row of tiles. The input band, the float accumulator and the
+finished rows cost about 20 (8-bit) to 30 (16-bit) bytes per pixel of that band, so on photos
+wider than BAND_MEGAPIXELS / tile (15625 px for 1024-px tiles) the tiles get shorter, never
+narrower, and memory stays bounded whatever the width."""
 
 TileProgress = Callable[[int, int], None]
 
@@ -90,10 +95,16 @@ def _even_tile(padded: int, tile: int, multiple: int, overlap: int) -> int:
 def _tile_grid(
     height: int, width: int, spec: ArchSpec, tile: int, overlap: int
 ) -> tuple[list[int], list[int], int, int]:
-    """(row origins, column origins, tile height, tile width): tile (y, x) for every pair."""
+    """(row origins, column origins, tile height, tile width): tile (y, x) for every pair.
+    Tiles are shorter than ``tile`` where a row of them would pass BAND_MEGAPIXELS (never
+    under twice the overlap, so a row of tiles still moves on by more than it overlaps)."""
     multiple = spec.multiple
     padded_h, padded_w = _round_up(height, multiple), _round_up(width, multiple)
-    tile_h = _even_tile(padded_h, tile, multiple, overlap)
+    tall = tile
+    if tile < padded_w:  # tiled across: a whole-image run (tile 0) is left as asked
+        band_rows = int(BAND_MEGAPIXELS * 1e6 / padded_w) // multiple * multiple
+        tall = min(tile, max(band_rows, _round_up(2 * overlap + multiple, multiple)))
+    tile_h = _even_tile(padded_h, tall, multiple, overlap)
     tile_w = _even_tile(padded_w, tile, multiple, overlap)
     ys = _starts(padded_h, tile_h, multiple, overlap)
     return ys, _starts(padded_w, tile_w, multiple, overlap), tile_h, tile_w

@@ -82,3 +82,10 @@ def shipped(tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch)
     (folder / "unet-res.safetensors").write_bytes(tiny_weights.read_bytes())
     monkeypatch.setattr(weights_module, "SHIPPED_DIR", folder)
     return folder
+
+
+def spooled_alpha(alpha) -> np.ndarray:
+    """The alpha plane :func:`llenhance.images.spool_image` left on disk, as float32 HxW."""
+    from llenhance.images import to_float
+
+    return to_float(alpha[:][:, :, 0])

@@ -19,10 +19,11 @@ from llenhance.bands import Shrinker, SpooledImage, shrink
 from llenhance.errors import UserError
 from llenhance.images import ImageInfo, ImageWriter, read_image, spool_image, write_image
 from llenhance.inference import BatchCallbacks
+from llenhance.jpeg import JpegEncoder
 from llenhance.png import PngEncoder
 from llenhance.tiff import TiffEncoder
 from llenhance.tiling import enhance_array, enhance_bands
-from tests.conftest import TINY_UNET, darken, scene, write_png
+from tests.conftest import TINY_UNET, darken, scene, spooled_alpha, write_png
 
 
 class _Events(BatchCallbacks):
@@ -84,7 +85,9 @@ def test_png_encoder_is_lossless_for_bands_of_any_height(depth, channels):
     assert len(_idat_filter_types(out.getvalue(), 53 * channels * depth // 8)) >= 3
 
 
-@pytest.mark.parametrize(("encoder_class", "name"), [(PngEncoder, "PNG"), (TiffEncoder, "TIFF")])
+@pytest.mark.parametrize(
+    ("encoder_class", "name"), [(PngEncoder, "PNG"), (TiffEncoder, "TIFF"), (JpegEncoder, "JPEG")]
+)
 def test_streaming_encoders_refuse_too_many_or_too_few_rows(encoder_class, name):
     encoder = encoder_class(io.BytesIO(), 4, 3)
     with pytest.raises(ValueError, match=f"more rows than the {name}'s height"):
@@ -143,7 +146,9 @@ def test_spool_image_equals_read_image_in_every_orientation(tmp_path, monkeypatc
     with spooled:
         np.testing.assert_array_equal(spooled[:], whole)
     assert whole.shape == ((31, 23, 3) if orientation >= 5 else (23, 31, 3))
-    np.testing.assert_array_equal(spooled_info.alpha, info.alpha)
+    with spooled_info.alpha as alpha:  # spooled in the file's own levels
+        assert alpha.shape == (*whole.shape[:2], 1) and alpha.dtype == np.uint8
+        np.testing.assert_array_equal(spooled_alpha(alpha), info.alpha)
     assert spooled_info.exif == info.exif and spooled_info.bit_depth == 8
 
 
@@ -224,6 +229,24 @@ def test_image_writer_in_bands_equals_write_image(tmp_path, suffix):
     assert (bands_info.alpha is None) == (suffix in (".jpg", ".bmp"))
 
 
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".webp"])
+def test_image_writer_reads_a_spooled_alpha_a_band_at_a_time(tmp_path, suffix):
+    rgb = scene(37, 29)
+    levels = np.arange(37 * 29, dtype=np.uint8).reshape(37, 29)
+    write_image(tmp_path / f"whole{suffix}", rgb, ImageInfo(alpha=images.to_float(levels)))
+    with SpooledImage.blank(37, 29, 1, np.dtype(np.uint8), tmp_path) as alpha:
+        alpha.place(0, 0, levels[:, :, None])
+        with ImageWriter(tmp_path / f"bands{suffix}", 37, 29, ImageInfo(alpha=alpha)) as writer:
+            for top in range(0, 37, 10):
+                writer.write(rgb[top : top + 10])
+        with pytest.raises(ValueError, match="alpha shape"):
+            ImageWriter(tmp_path / f"wrong{suffix}", 29, 37, ImageInfo(alpha=alpha))
+    whole, whole_info = read_image(tmp_path / f"whole{suffix}", as_float=False)
+    bands, bands_info = read_image(tmp_path / f"bands{suffix}", as_float=False)
+    np.testing.assert_array_equal(bands, whole)
+    np.testing.assert_array_equal(images.to_uint8(bands_info.alpha), levels)
+
+
 def test_image_writer_left_unfinished_leaves_nothing(tmp_path):
     (tmp_path / "out.png").write_bytes(b"previous")
     writer = ImageWriter(tmp_path / "out.png", 10, 4)
@@ -234,23 +257,32 @@ def test_image_writer_left_unfinished_leaves_nothing(tmp_path):
     assert (tmp_path / "out.png").read_bytes() == b"previous"
 
 
-def test_enhancing_a_taller_photo_takes_no_more_memory(tmp_path, tiny_weights):
+@pytest.mark.parametrize("alpha", [False, True], ids=["rgb", "rgba"])
+def test_enhancing_a_taller_photo_takes_no_more_memory(tmp_path, tiny_weights, alpha):
     """Peak traced allocation (numpy included) for a photo 4x as tall is about the same: the
-    input waits on disk and the PNG output is encoded as its rows come. (Both are taller than
-    2048 px, so both whole-image thumbnails are box-shrunk to about 1024 rows.)"""
+    input and its alpha wait on disk and the PNG output is encoded as its rows come. (Both are
+    taller than 2048 px, so both whole-image thumbnails are box-shrunk to about 1024 rows.)"""
     from llenhance.inference import Job, enhance_files, load_enhancer
 
     enhancer = load_enhancer(weights=tiny_weights, device="cpu", tile=96)
     peaks = []
     for height in (2100, 8400):
-        source = write_png(tmp_path / f"in{height}.png", darken(scene(height, 48)))
+        source = tmp_path / f"in{height}.png"
+        dark = np.clip(darken(scene(height, 48)) * 255 + 0.5, 0, 255).astype(np.uint8)
+        if alpha:
+            levels = np.arange(height * 48, dtype=np.uint8).reshape(height, 48, 1)
+            dark = np.dstack([dark, levels])
+        Image.fromarray(dark).save(source)
         tracemalloc.start()
         report = enhance_files([Job(source, tmp_path / f"out{height}.png")], enhancer)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
         assert len(report.done) == 1
-        assert read_image(tmp_path / f"out{height}.png")[0].shape == (height, 48, 3)
-    # Holding the taller photo (input or output) would add at least its 8-bit size, 1.2 MB.
+        result, info = read_image(tmp_path / f"out{height}.png", as_float=False)
+        assert result.shape == (height, 48, 3)
+        if alpha:  # carried over exactly
+            np.testing.assert_array_equal(images.to_uint8(info.alpha), dark[:, :, 3])
+    # Holding the taller photo (input, alpha or output) would add at least 1.2 MB.
     assert peaks[1] - peaks[0] < 8400 * 48 * 3 / 4
 
 

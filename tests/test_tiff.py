@@ -105,24 +105,36 @@ def test_tiff_beyond_4_gib_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
     assert (tmp_path / "out.tif").read_bytes() == b"previous"
 
 
-def test_jpeg_rows_wait_on_disk_until_close(tmp_path, monkeypatch):
-    """Pillow encodes JPEG only whole: the rows are gathered in a file, and the whole image
-    is put together only when the caller closes the writer (after freeing its own memory)."""
-    made: list[tuple[str, tuple[int, int]]] = []
-    real_new = Image.new
+def test_webp_rows_wait_on_disk_until_close_and_jpeg_rows_do_not(tmp_path, monkeypatch):
+    """libwebp encodes only a whole picture: WebP rows are gathered in a file and put together
+    only when the caller closes the writer (after freeing its own memory). JPEG is encoded a
+    band at a time as the rows come (:mod:`llenhance.jpeg`)."""
+    from llenhance import jpeg, webp
 
-    def recording_new(mode, size, *args, **kwargs):
-        made.append((mode, size))
-        return real_new(mode, size, *args, **kwargs)
+    encoded: list[tuple[str, tuple[int, ...]]] = []
+    real_webp, real_fromarray = webp.encode, jpeg.Image.fromarray
 
-    monkeypatch.setattr(Image, "new", recording_new)
+    def recording_webp(picture, *args):
+        encoded.append(("webp", picture.shape))
+        return real_webp(picture, *args)
+
+    def recording_fromarray(array, mode=None):
+        encoded.append(("jpeg", array.shape))
+        return real_fromarray(array, mode)
+
+    monkeypatch.setattr(webp, "encode", recording_webp)
+    monkeypatch.setattr(jpeg.Image, "fromarray", recording_fromarray)
     rgb = _image(300, 40, 3, 8).astype(np.float32) / 255
-    writer = ImageWriter(tmp_path / "out.jpg", 300, 40)
-    for top in range(0, 300, 64):
-        writer.write(rgb[top : top + 64])
-    assert made == []
-    assert [p.name for p in tmp_path.iterdir()][0].startswith(".out.jpg.tmp")
-    writer.close()
-    assert made[0] == ("RGB", (40, 300))  # (then one per band pasted into it)
-    back = read_image(tmp_path / "out.jpg")[0]
-    assert np.abs(back - rgb).mean() < 0.02
+    for suffix in (".webp", ".jpg"):
+        writer = ImageWriter(tmp_path / f"out{suffix}", 300, 40)
+        for top in range(0, 300, 64):
+            writer.write(rgb[top : top + 64])
+        before_close = list(encoded)
+        writer.close()
+        encoded.clear()
+        back = read_image(tmp_path / f"out{suffix}")[0]
+        assert np.abs(back - rgb).mean() < 0.02
+        if suffix == ".webp":
+            assert before_close == []
+        else:
+            assert before_close == [("jpeg", (jpeg.BAND_ROWS, 40, 3))]

@@ -148,3 +148,49 @@ def test_each_architecture_brings_its_default_tile(tmp_path):
     model = create_model("llid", **config).eval()
     enhance_array(model, scene(700, 900), spec, progress=lambda done, total: totals.append(total))
     assert totals[-1] == count_tiles(700, 900, spec, spec.tile) > 1
+
+
+def test_wide_photos_get_shorter_tiles_and_still_agree(monkeypatch):
+    """Past BAND_MEGAPIXELS per row of tiles, tiles lose height (not width): the image-wide
+    band the tiler holds stays within the budget, and the output is the same."""
+    from llenhance import tiling
+    from llenhance.tiling import enhance_bands
+
+    model = _trained_like_model(**TINY_UNET)
+    spec = get_arch("unet-res").for_config(TINY_UNET)
+    image = scene(200, 400, seed=4)
+    whole = enhance_array(model, image, spec, tile=0)
+    monkeypatch.setattr(tiling, "BAND_MEGAPIXELS", 400 * 48 / 1e6)  # 48 rows of this width
+    windows = list(_tile_windows(200, 400, spec, 96, 16))
+    assert {(h, w) for _, _, h, w in windows} == {(48, 96)}
+    bands = list(enhance_bands(model, image, spec, tile=96, overlap=16))
+    assert max(len(rows) for _, rows in bands) <= 48
+    tiled = np.concatenate([rows for _, rows in bands])
+    assert np.abs(whole - tiled).max() < 2 / 255
+    # Untiled stays untiled, and tiles never get shorter than twice the overlap.
+    assert count_tiles(200, 400, spec, 0) == 1
+    monkeypatch.setattr(tiling, "BAND_MEGAPIXELS", 1e-6)
+    assert {h for _, _, h, _ in _tile_windows(200, 400, spec, 96, 16)} == {40}
+
+
+def test_a_wider_photo_past_the_band_budget_takes_no_more_tiler_memory(monkeypatch):
+    import tracemalloc
+
+    from llenhance import tiling
+    from llenhance.tiling import enhance_bands
+
+    # dncnn: no whole-image context, whose float copy of a small photo would dominate here.
+    model = create_model("dncnn", depth=3, channels=4).eval()
+    spec = get_arch("dncnn").for_config({"depth": 3, "channels": 4})
+    monkeypatch.setattr(tiling, "BAND_MEGAPIXELS", 96 * 300 / 1e6)  # 96 rows at 300 px wide
+    peaks = []
+    for width in (300, 1200):
+        image = to_uint8(scene(240, width, seed=1))
+        tracemalloc.start()
+        for _ in enhance_bands(model, image, spec, tile=96, overlap=8, out_dtype=np.uint8):
+            pass
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    # Rows of tiles 96 high at 300 px and 24 high at 1200 px: the same band of 28800 pixels
+    # (without the budget, the 4x wider band would take 4x the memory).
+    assert peaks[1] < 1.5 * peaks[0]
