@@ -8,10 +8,12 @@ on 1024x1024 against the tiled model call on 3840x2160 (tiling overhead as a thr
 ratio) and the max abs difference between tiled and untiled output where untiled fits.
 
     python -m benchmarks.speed [--models unet-res,dncnn] [--format png|jpg|tif|webp|bmp]
-                               [--sizes 512,1080p,4k,8k,16k,200mp,300mp,pano] [--bits 8|16]
+                               [--sizes 512,1080p,4k,8k,16k,200mp,300mp,pano,webpmax]
+                               [--bits 8|16]
 
-The generated sizes (8k, 16k, 200mp, 300mp, pano) are a 4K photo upscaled, 8-bit or (``--bits 16``)
-16-bit; the output is written in ``--format`` (PNG by default; 16-bit as PNG or TIFF).
+The generated sizes (8k, 16k, 200mp, 300mp, pano, webpmax) are a 4K photo upscaled, 8-bit or
+(``--bits 16``) 16-bit; the output is written in ``--format`` (PNG by default; 16-bit as PNG
+or TIFF).
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ SIZES = {
     "200mp": (10500, 19000),  # about llenhance's default decode limit (LLENHANCE_MAX_MEGAPIXELS)
     "300mp": (15000, 20000),  # beyond it: the children raise the limit
     "pano": (6000, 40000),  # 240 MP, wider than a row of 1024-px tiles holds (shorter tiles)
+    "webpmax": (16383, 16383),  # 268 MP, the largest photo WebP holds
 }
-GENERATED = ("8k", "16k", "200mp", "300mp", "pano")
+GENERATED = ("8k", "16k", "200mp", "300mp", "pano", "webpmax")
 
 
 def find_photo(height: int, width: int) -> Path | None:
