@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -120,9 +121,10 @@ class SpooledImage:
 
 
 class RowEncoder:
-    """What the streaming encoders (:mod:`llenhance.png`, :mod:`llenhance.tiff`) share: 8- or
-    16-bit RGB or RGBA rows of a fixed width arrive top to bottom, exactly ``height`` of them.
-    ``FORMAT`` names the file in errors."""
+    """What the streaming encoders (:mod:`llenhance.png`, :mod:`llenhance.tiff`,
+    :mod:`llenhance.jpeg`) share: 8- or 16-bit RGB or RGBA rows of a fixed width arrive top to
+    bottom, exactly ``height`` of them, and encoders that work in blocks of rows (TIFF strips,
+    JPEG bands) gather them with :meth:`_gather`. ``FORMAT`` names the file in errors."""
 
     FORMAT = "image"
 
@@ -131,6 +133,8 @@ class RowEncoder:
             raise ValueError(f"bit_depth must be 8 or 16, not {bit_depth}")
         self._shape = (width, 4 if alpha else 3)
         self._rows_left = height
+        self._held: list[np.ndarray] = []  # rows of the block being gathered
+        self._held_rows = 0
 
     def _accept(self, rows: np.ndarray) -> None:
         """Count ``rows`` in, or refuse them if their shape is wrong or there are too many."""
@@ -143,6 +147,25 @@ class RowEncoder:
     def _check_complete(self) -> None:
         if self._rows_left:
             raise ValueError(f"{self._rows_left} rows of the {self.FORMAT} were never written")
+
+    def _gather(self, rows: np.ndarray, block_rows: int) -> Iterator[np.ndarray]:
+        """Whole blocks of ``block_rows`` rows, made of the rows held from earlier calls and
+        ``rows``, top to bottom; the rows left over are held for the next call."""
+        while len(rows):
+            take = min(len(rows), block_rows - self._held_rows)
+            self._held.append(rows[:take])
+            self._held_rows += take
+            rows = rows[take:]
+            if self._held_rows == block_rows:
+                yield self._release_held()
+
+    def _release_held(self) -> np.ndarray | None:
+        """The rows held so far as one array, no longer held; None if there are none."""
+        held = self._held
+        self._held, self._held_rows = [], 0
+        if not held:
+            return None
+        return held[0] if len(held) == 1 else np.concatenate(held)
 
 
 class Shrinker:

@@ -669,14 +669,11 @@ def _validate_alpha(
 ) -> np.ndarray | SpooledImage:
     """An alpha plane checked against the image's size; a spooled one (HxWx1) is read, and
     its float levels checked, only a band at a time by :func:`_alpha_rows`."""
-    if isinstance(alpha, SpooledImage):
-        if alpha.shape != (height, width, 1):
-            raise ValueError(f"alpha shape {alpha.shape} does not match image {(height, width)}")
-        return alpha
-    alpha = np.asarray(alpha)
-    if alpha.shape != (height, width):
+    spooled = isinstance(alpha, SpooledImage)
+    alpha = alpha if spooled else np.asarray(alpha)
+    if alpha.shape != ((height, width, 1) if spooled else (height, width)):
         raise ValueError(f"alpha shape {alpha.shape} does not match image {(height, width)}")
-    return _finite_alpha(alpha)
+    return alpha if spooled else _finite_alpha(alpha)
 
 
 def _finite_alpha(alpha: np.ndarray) -> np.ndarray:

@@ -74,31 +74,23 @@ class JpegEncoder(RowEncoder):
         if subsampling is not None:
             self._options["subsampling"] = subsampling
         self._metadata = {"icc_profile": icc_profile, "exif": exif}  # in the first band only
-        self._held: list[np.ndarray] = []  # rows of the band being gathered
-        self._held_rows = 0
         self._bands = 0
 
     def write(self, rows: np.ndarray) -> None:
         """Append ``rows`` (n x width x 3, uint8)."""
         self._accept(rows)
-        while len(rows):
-            take = min(len(rows), BAND_ROWS - self._held_rows)
-            self._held.append(rows[:take])
-            self._held_rows += take
-            rows = rows[take:]
-            if self._held_rows == BAND_ROWS:
-                self._encode_held()
+        for band in self._gather(rows, BAND_ROWS):
+            self._encode(band)
 
     def close(self) -> None:
         """Encode the last band and write the end marker (all rows must have been written)."""
         self._check_complete()
-        if self._held_rows:
-            self._encode_held()
+        last = self._release_held()
+        if last is not None:
+            self._encode(last)
         self._file.write(_EOI)
 
-    def _encode_held(self) -> None:
-        band = np.concatenate(self._held) if len(self._held) > 1 else self._held[0]
-        self._held, self._held_rows = [], 0
+    def _encode(self, band: np.ndarray) -> None:
         options = dict(self._options)
         if self._bands == 0:
             options.update({k: v for k, v in self._metadata.items() if v})

@@ -82,8 +82,6 @@ class TiffEncoder(RowEncoder):
         self._strips = -(-height // self._rows_per_strip)
         self._offsets: list[int] = []
         self._counts: list[int] = []
-        self._held: list[np.ndarray] = []  # rows of the strip being gathered
-        self._held_rows = 0
 
         tags: dict[int, Any] = exif_tags(exif) if exif else {}
         tags.setdefault(282, 72.0)  # X/YResolution and ResolutionUnit (inch): baseline tags
@@ -114,20 +112,15 @@ class TiffEncoder(RowEncoder):
     def write(self, rows: np.ndarray) -> None:
         """Append ``rows`` (n x width x 3 or 4, uint8 or uint16 as the bit depth says)."""
         self._accept(rows)
-        top = 0
-        while top < rows.shape[0]:
-            take = min(rows.shape[0] - top, self._rows_per_strip - self._held_rows)
-            self._held.append(rows[top : top + take])
-            self._held_rows += take
-            top += take
-            if self._held_rows == self._rows_per_strip:
-                self._flush_strip()
+        for strip in self._gather(rows, self._rows_per_strip):
+            self._write_strip(strip)
 
     def close(self) -> None:
         """Write the last strip and the directory (all rows must have been written)."""
         self._check_complete()
-        if self._held_rows:
-            self._flush_strip()
+        last = self._release_held()
+        if last is not None:
+            self._write_strip(last)
         end = self._file.tell()
         # Pillow stores strip offsets counted from the end of the directory's data (its own
         # writer puts the pixels there) and adds that end when it serialises them.
@@ -140,8 +133,7 @@ class TiffEncoder(RowEncoder):
         self._file.write(directory)
         self._file.seek(end)
 
-    def _flush_strip(self) -> None:
-        strip = np.concatenate(self._held) if len(self._held) > 1 else self._held[0]
+    def _write_strip(self, strip: np.ndarray) -> None:
         strip = np.asarray(strip, dtype=self._dtype)
         differences = strip.copy()
         differences[:, 1:] -= strip[:, :-1]  # wraps around, as the predictor defines
@@ -152,7 +144,6 @@ class TiffEncoder(RowEncoder):
         self._offsets.append(offset)
         self._counts.append(len(data))
         self._file.write(data)
-        self._held, self._held_rows = [], 0
 
     def _directory(self, offsets: list[int], counts: list[int]) -> bytes:
         """IFD0 and its data, for strips at ``offsets`` from the end of the directory."""
