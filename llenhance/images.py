@@ -746,8 +746,9 @@ class ImageWriter:
     :mod:`llenhance.tiff`, :mod:`llenhance.jpeg`), so such a result of any size is never in
     memory. WebP and BMP rows are gathered in an unlinked file beside ``path`` (3 bytes a
     pixel, on disk) and encoded only at :meth:`close`: BMP (stored bottom row first) a band at
-    a time, WebP, whose encoder takes only a whole image, from one picture (3-4 bytes a pixel,
-    at most 268 MP): a caller that frees its working memory first keeps the two from adding up.
+    a time, WebP, whose encoder takes only a whole picture, from the YUV picture those bands
+    are converted into (1.5 bytes a pixel, 2.5 with alpha, at most 268 MP): a caller that frees
+    its working memory first keeps the two from adding up.
 
     Options and what ``info`` keeps are those of :func:`write_image`. Every problem a user can
     cause (bad destination, bad option, disk full) raises :class:`UserError`.
@@ -909,21 +910,33 @@ class ImageWriter:
             self.abort()
 
     def _encode_whole(self) -> None:
-        """Encode the gathered rows: BMP a band at a time (:mod:`llenhance.bmp`), WebP by
-        OpenCV from one array (:mod:`llenhance.webp`)."""
-        rows, alpha = self._rows, self._alpha
+        """Encode the gathered rows a band at a time: BMP bottom row first
+        (:mod:`llenhance.bmp`), WebP into libwebp's YUV picture (:mod:`llenhance.webp`)."""
+        rows = self._rows
         if self._format == "BMP":
             bmp.write(self._file, rows)
-            return
-        picture = np.empty((self._height, self._width, 3 if alpha is None else 4), np.uint8)
-        for top in range(0, self._height, BAND_ROWS):
-            bottom = min(top + BAND_ROWS, self._height)
-            picture[top:bottom, :, :3] = rows[top:bottom][:, :, ::-1]  # OpenCV's BGR
-            if alpha is not None:
-                picture[top:bottom, :, 3] = to_uint8(_alpha_rows(alpha, top, bottom))
+        else:
+            webp.write(
+                self._file,
+                self._height,
+                self._width,
+                self._bands(),
+                self._options["quality"],
+                self._icc,
+                self._exif,
+            )
         rows.close()
         self._rows = None
-        self._file.write(webp.encode(picture, self._options["quality"], self._icc, self._exif))
+
+    def _bands(self) -> Iterator[np.ndarray]:
+        """The gathered rows, with alpha when kept, a band at a time."""
+        rows, alpha = self._rows, self._alpha
+        for top in range(0, self._height, BAND_ROWS):
+            bottom = min(top + BAND_ROWS, self._height)
+            if alpha is None:
+                yield rows[top:bottom]
+            else:
+                yield np.dstack([rows[top:bottom], to_uint8(_alpha_rows(alpha, top, bottom))])
 
 
 def write_image(

@@ -106,23 +106,23 @@ def test_tiff_beyond_4_gib_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_webp_rows_wait_on_disk_until_close_and_jpeg_rows_do_not(tmp_path, monkeypatch):
-    """libwebp encodes only a whole picture: WebP rows are gathered in a file and put together
+    """libwebp encodes only a whole picture: WebP rows are gathered in a file and converted
     only when the caller closes the writer (after freeing its own memory). JPEG is encoded a
     band at a time as the rows come (:mod:`llenhance.jpeg`)."""
     from llenhance import jpeg, webp
 
     encoded: list[tuple[str, tuple[int, ...]]] = []
-    real_webp, real_fromarray = webp.encode, jpeg.Image.fromarray
+    real_webp, real_fromarray = webp.write, jpeg.Image.fromarray
 
-    def recording_webp(picture, *args):
-        encoded.append(("webp", picture.shape))
-        return real_webp(picture, *args)
+    def recording_webp(file, height, width, *args):
+        encoded.append(("webp", (height, width)))
+        return real_webp(file, height, width, *args)
 
     def recording_fromarray(array, mode=None):
         encoded.append(("jpeg", array.shape))
         return real_fromarray(array, mode)
 
-    monkeypatch.setattr(webp, "encode", recording_webp)
+    monkeypatch.setattr(webp, "write", recording_webp)
     monkeypatch.setattr(jpeg.Image, "fromarray", recording_fromarray)
     rgb = _image(300, 40, 3, 8).astype(np.float32) / 255
     for suffix in (".webp", ".jpg"):
