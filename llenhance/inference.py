@@ -237,7 +237,7 @@ class BatchCallbacks:
 OVERLAP_MAX_MEGAPIXELS = 40
 """Photos up to this size are decoded while the previous one computes, and encoded while the
 next one does; larger ones are decoded, enhanced and encoded while nothing else is, so the
-decoder's buffers or a whole WebP result never add to the model's working memory."""
+decoder's buffers or a WebP result's YUV picture never add to the model's working memory."""
 
 COMPARE_SIDE = 2048
 """Largest side of a ``--compare`` picture."""
@@ -259,12 +259,12 @@ def enhance_files(
     A photo is decoded once into an unlinked temporary file beside its output
     (:func:`~llenhance.images.spool_image`), enhanced a band of rows at a time, and its rows
     are encoded as they come (PNG, TIFF, JPEG) or gathered on disk and encoded at the end
-    (WebP whole, BMP a band at a time). Memory so holds the decoder's buffers (a band of rows
-    for photos from 16 MP), then tiles and one image-wide band of at most
-    :data:`~llenhance.tiling.BAND_MEGAPIXELS`, and, for WebP, the whole result while it is
-    encoded; it does not grow with the number of images. Up to OVERLAP_MAX_MEGAPIXELS, the next
-    photo is decoded and the previous one encoded on background threads while the model
-    computes.
+    (WebP from one YUV picture, BMP a band at a time). Memory so holds the decoder's buffers (a
+    band of rows for photos from 16 MP), then tiles and one image-wide band of at most
+    :data:`~llenhance.tiling.BAND_MEGAPIXELS`, and, for WebP, the result's YUV picture (1.5
+    bytes a pixel) while it is encoded; it does not grow with the number of images. Up to
+    OVERLAP_MAX_MEGAPIXELS, the next photo is decoded and the previous one encoded on
+    background threads while the model computes.
     An existing target is skipped unless ``force``; outputs are written to a temporary name and
     renamed, so an interrupted batch resumes cleanly.
     """
@@ -381,7 +381,7 @@ def _enhance_one(
 
     def finish() -> None:
         large = _large(source)
-        if large:  # the tiles' activations, before a WebP result is put together
+        if large:  # the tiles' activations, before a WebP result's YUV picture is made
             release_freed_memory()
         try:
             output.close()

@@ -9,10 +9,12 @@ each band of rows is converted by libwebp's own importer and copied into one YUV
 already gives up intra-4x4 modes pass by pass when that partition overflows (a whole pass
 over the picture each time); if it still does, the segment map is what is left, so the retry,
 and the first attempt for pictures with too few bits a macroblock, uses one segment and no
-intra-4x4 modes.
+intra-4x4 modes. That is as far as the format goes: 512 KiB leaves 3.98 bits to each of a
+16383x16383 picture's macroblocks, and cwebp's documentation puts the minimum at about 4, so a
+detailed picture that large can still fail (an enhanced one did); the error then says so.
 
 libwebp is loaded with ctypes from Pillow's wheel, which ships it beside its own extension,
-or from the system. Where neither loads (Pillow's Windows wheels link it statically),
+or from the system. Where neither loads (a Pillow build that links libwebp in, for one),
 :data:`LIBWEBP` is None and OpenCV encodes the whole picture instead: the same file, but the
 whole RGB(A) picture in memory and no retry. Either way, ICC profile and EXIF chunks are added
 as the encoder's output streams to the file (extended layout: a VP8X chunk first).
@@ -43,7 +45,8 @@ _ERRORS = (
     "a parameter is missing",
     "invalid configuration",
     "bad picture dimensions",
-    "the macroblock modes overflow VP8's 512 KiB first partition",
+    "lossy WebP cannot hold this picture's prediction modes (VP8's 512 KiB first partition, "
+    "which detailed pictures near the 16383x16383 maximum overflow); write PNG, TIFF or JPEG",
     "a partition is larger than 16 MiB",
     "could not write the output",
     "the file would be larger than 4 GiB",
@@ -240,12 +243,13 @@ def _new_picture(lib: ctypes.CDLL, width: int, height: int, alpha: bool = False)
     return picture
 
 
-HEADER_BITS_PER_MACROBLOCK = 6.0
-"""Below this many bits of VP8's 512 KiB first partition per 16x16 macroblock, encoding starts
-with one segment and no intra-4x4 modes. A 16383x12000 result (5.4 bits) at quality 95
-overflowed after 168 s of libwebp's own pass-by-pass retry, then took 8 s so; a 15360x8640 one
-(8.1 bits) encodes with the defaults. On an enhanced 4K photo at quality 95 those settings cost
-0.7 dB PSNR and make the file 9 % larger."""
+HEADER_BITS_PER_MACROBLOCK = 16.0
+"""Below this many bits of VP8's 512 KiB first partition per 16x16 macroblock (pictures from
+about 65 MP), encoding starts with one segment and no intra-4x4 modes. On enhanced photos at
+quality 95 (``python -m benchmarks.webp --sizes 4k,8k,12k,16k,197mp``) the defaults took 3.1 s
+against 1.2 s at 8K (32 bits: 0.4 dB better, 9 % smaller), but 24.6 s against 2.9 s at
+11520x6480 (14.3 bits: 0.2 dB, 1 % smaller), 49.5 s against 4.7 s at 16K (8.1 bits: 0.2 dB
+worse) and, at 16383x12000 (5.4 bits), overflowed after 163 s before the retry."""
 
 
 def _configs(lib: ctypes.CDLL, quality: int, width: int, height: int) -> list[_Config]:

@@ -115,11 +115,12 @@ def test_partition0_overflow_is_retried_with_the_fewest_header_bits(monkeypatch,
 
 @pytest.mark.parametrize(
     ("width", "height", "first"),
-    [(15360, 8640, (4, 0)), (16383, 12000, (1, 100)), (64, 48, (4, 0))],
+    [(64, 48, (4, 0)), (7680, 4320, (4, 0)), (11520, 6480, (1, 100)), (16383, 12000, (1, 100))],
 )
 def test_pictures_with_few_header_bits_a_macroblock_start_with_the_fewest(width, height, first):
-    """At 5.4 bits a macroblock libwebp's defaults overflowed after minutes of passes; 8.1 bits
-    fit: such pictures go straight to the fewest header bits (no retry left to try)."""
+    """32 bits a macroblock (8K) keep libwebp's defaults; from 14.3 (12K) the defaults spend
+    many passes giving up intra-4x4 modes: such pictures start with the fewest header bits,
+    and have no retry left to try."""
     configs = webp._configs(webp.LIBWEBP, 95, width, height)
     assert (configs[0].segments, configs[0].partition_limit) == first
     assert (configs[-1].segments, configs[-1].partition_limit) == (1, 100)
