@@ -693,8 +693,8 @@ def _alpha_rows(alpha: np.ndarray | SpooledImage, top: int, bottom: int) -> np.n
 
 PNG_COMPRESSION = 3
 """zlib level for PNG output. A 3840x2160 enhanced photo: level 6 (Pillow's default) takes
-2.55 s and 7.5 MB, level 3 0.70 s and 8.6 MB, level 1 0.49 s and 9.1 MB on this project's CPU
-(``python -m benchmarks.encoding``)."""
+2.29 s and 7.4 MB, level 3 0.72 s and 8.3 MB, level 1 0.35 s and 8.7 MB on this project's CPU
+(``python -m benchmarks.encoding --levels 1,3,6``)."""
 
 
 _MAX_SIDES = {"JPEG": 65535, "WEBP": webp.MAX_SIDE}  # what the formats can store

@@ -1,8 +1,11 @@
 """A PNG encoder fed a band of rows at a time, so a result of any height is never held whole.
 
 Pillow and OpenCV encode PNG only from a whole image in memory; the format itself is a zlib
-stream of filtered rows, which numpy and :mod:`zlib` produce band by band. Each row gets the
-filter libpng's adaptive heuristic would pick (the least sum of absolute filtered bytes).
+stream of filtered rows, which numpy and :mod:`zlib` produce band by band. Every row takes the
+Up filter, which is nearly free to compute: at level 3 an enhanced 4K photo takes 0.72 s for
+8.3 MB, where Pillow, choosing each row's filter adaptively (the least sum of absolute filtered
+bytes, as libpng does and as this encoder did), takes 1.07 s for 8.6 MB
+(``python -m benchmarks.encoding``).
 8- and 16-bit RGB and RGBA, with optional ICC profile (iCCP) and EXIF (eXIf) chunks.
 """
 
@@ -18,7 +21,7 @@ from llenhance.bands import RowEncoder
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHUNK_BYTES = 1 << 16  # IDAT data is written in chunks of about this size (as Pillow does)
-_FILTER_ROWS = 64  # rows filtered at once: bounds the five candidate copies of a band
+_FILTER_ROWS = 64  # rows filtered at once: bounds the filtered copy of a band
 
 
 def chunk(kind: bytes, data: bytes) -> bytes:
@@ -26,34 +29,12 @@ def chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _signed_cost(candidate: np.ndarray) -> np.ndarray:
-    """Per row, the sum of |byte| reading bytes as signed: libpng's filter heuristic."""
-    return np.minimum(candidate, 256 - candidate.astype(np.int32)).sum(axis=1, dtype=np.int64)
-
-
-def filter_rows(raw: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
-    """Filter ``raw`` (rows x bytes, uint8) whose previous row is ``above``: each output row is
-    its filter type byte followed by the filtered bytes, with the cheapest of the five filters."""
+def filter_rows(raw: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Filter ``raw`` (rows x bytes, uint8) whose previous row is ``above`` with PNG's Up
+    filter: each output row is the filter type byte (2) followed by the bytes minus those of
+    the row above."""
     up = np.concatenate([above[None], raw[:-1]])
-    left = np.zeros_like(raw)
-    left[:, bpp:] = raw[:, :-bpp]
-    up_left = np.zeros_like(up)
-    up_left[:, bpp:] = up[:, :-bpp]
-    a, b, c = left.astype(np.int16), up.astype(np.int16), up_left.astype(np.int16)
-    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
-    paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
-    candidates = np.stack(
-        [
-            raw,
-            raw - left,
-            raw - up,
-            raw - ((a + b) >> 1).astype(np.uint8),
-            raw - paeth,
-        ]
-    )
-    best = np.argmin(np.stack([_signed_cost(x) for x in candidates]), axis=0)
-    chosen = candidates[best, np.arange(raw.shape[0])]
-    return np.concatenate([best.astype(np.uint8)[:, None], chosen], axis=1)
+    return np.concatenate([np.full((raw.shape[0], 1), 2, np.uint8), raw - up], axis=1)
 
 
 class PngEncoder(RowEncoder):
@@ -97,7 +78,7 @@ class PngEncoder(RowEncoder):
         for top in range(0, rows.shape[0], _FILTER_ROWS):
             part = np.ascontiguousarray(rows[top : top + _FILTER_ROWS], dtype=self._dtype)
             raw = part.view(np.uint8).reshape(part.shape[0], -1)
-            self._emit(self._zlib.compress(filter_rows(raw, self._above, self._bpp).tobytes()))
+            self._emit(self._zlib.compress(filter_rows(raw, self._above).tobytes()))
             self._above = raw[-1].copy()
 
     def close(self) -> None:
