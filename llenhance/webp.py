@@ -229,17 +229,18 @@ def _encode_with_libwebp(
             if error != _PARTITION0_OVERFLOW:
                 break
         if error:
-            raise OSError(f"libwebp could not encode the picture: {_ERRORS[error]}")
+            reason = _ERRORS[error] if error < len(_ERRORS) else f"error {error}"
+            raise OSError(f"libwebp could not encode the picture: {reason}")
     finally:
         lib.WebPPictureFree(ctypes.byref(picture))
 
 
-def _new_picture(lib: ctypes.CDLL, width: int, height: int, alpha: bool = False) -> _Picture:
+def _new_picture(lib: ctypes.CDLL, width: int, height: int) -> _Picture:
+    """An empty YUV picture; :func:`_import_band` allocates its planes (with alpha or not)."""
     picture = _Picture()
     if not lib.WebPPictureInitInternal(ctypes.byref(picture), _ABI):
         raise OSError("libwebp refused to set up a picture")
-    picture.width, picture.height = width, height
-    picture.colorspace = _YUV420A if alpha else _YUV420
+    picture.width, picture.height, picture.colorspace = width, height, _YUV420
     return picture
 
 
