@@ -83,8 +83,7 @@ def main() -> None:
             enhanced = folder / f"{size}.png"
             enhance_files([Job(photo, enhanced)], enhancer, force=True)
             result = read_image(enhanced, as_float=False)[0]
-            macroblocks = ((width + 15) // 16) * ((height + 15) // 16)
-            bits = f"{510 * 1024 * 8 / macroblocks:.1f}"
+            bits = f"{webp.header_bits_per_macroblock(width, height):.1f}"
             for settings, fewest_first in (("defaults", False), ("fewest header bits", True)):
                 try:
                     seconds, attempts, data = encode(result, args.quality, fewest_first)

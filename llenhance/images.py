@@ -853,11 +853,7 @@ class ImageWriter:
         with self._aborting():
             if self._encoder is not None:
                 quantize = to_uint16 if self._deep else to_uint8
-                pixels = quantize(rows)
-                if self._alpha is not None:
-                    alpha = _alpha_rows(self._alpha, top, bottom)
-                    pixels = np.dstack([pixels, quantize(alpha)])
-                self._encoder.write(pixels)
+                self._encoder.write(self._with_alpha(quantize(rows), top, quantize))
             else:
                 self._rows.append(to_uint8(rows))
         self._top = bottom
@@ -930,13 +926,18 @@ class ImageWriter:
 
     def _bands(self) -> Iterator[np.ndarray]:
         """The gathered rows, with alpha when kept, a band at a time."""
-        rows, alpha = self._rows, self._alpha
         for top in range(0, self._height, BAND_ROWS):
-            bottom = min(top + BAND_ROWS, self._height)
-            if alpha is None:
-                yield rows[top:bottom]
-            else:
-                yield np.dstack([rows[top:bottom], to_uint8(_alpha_rows(alpha, top, bottom))])
+            yield self._with_alpha(self._rows[top : top + BAND_ROWS], top, to_uint8)
+
+    def _with_alpha(
+        self, pixels: np.ndarray, top: int, quantize: Callable[[np.ndarray], np.ndarray]
+    ) -> np.ndarray:
+        """``pixels`` (rows from ``top``), with the alpha of those rows in ``quantize``'s
+        levels as a fourth channel when alpha is kept."""
+        if self._alpha is None:
+            return pixels
+        alpha = _alpha_rows(self._alpha, top, top + pixels.shape[0])
+        return np.dstack([pixels, quantize(alpha)])
 
 
 def write_image(

@@ -58,8 +58,7 @@ class PngEncoder(RowEncoder):
         super().__init__(width, height, bit_depth, alpha)
         self._file = file
         self._dtype = np.dtype(">u2" if bit_depth == 16 else np.uint8)
-        self._bpp = self._shape[1] * self._dtype.itemsize
-        self._above = np.zeros(width * self._bpp, np.uint8)
+        self._above = np.zeros(width * self._shape[1] * self._dtype.itemsize, np.uint8)
         self._zlib = zlib.compressobj(level)
         self._pending: list[bytes] = []
         self._pending_bytes = 0

@@ -253,12 +253,18 @@ against 1.2 s at 8K (32 bits: 0.4 dB better, 9 % smaller), but 24.6 s against 2.
 worse) and, at 16383x12000 (5.4 bits), overflowed after 163 s before the retry."""
 
 
+def header_bits_per_macroblock(width: int, height: int) -> float:
+    """Bits of the first partition (libwebp's limit, just under 512 KiB) each 16x16 macroblock
+    of a ``width`` x ``height`` picture has for its modes on average."""
+    macroblocks = ((width + 15) // 16) * ((height + 15) // 16)
+    return 510 * 1024 * 8 / macroblocks
+
+
 def _configs(lib: ctypes.CDLL, quality: int, width: int, height: int) -> list[_Config]:
     """libwebp's defaults at ``quality`` (what Pillow and OpenCV use), then the retry with the
     fewest header bits a macroblock can take: one segment, no intra-4x4 modes. Pictures that
     leave too few bits a macroblock (:data:`HEADER_BITS_PER_MACROBLOCK`) start there."""
-    macroblocks = ((width + 15) // 16) * ((height + 15) // 16)
-    tight = 510 * 1024 * 8 / macroblocks < HEADER_BITS_PER_MACROBLOCK  # libwebp's own limit
+    tight = header_bits_per_macroblock(width, height) < HEADER_BITS_PER_MACROBLOCK
     configs = []
     for fewest_bits in (False, True)[tight:]:
         config = _Config()
