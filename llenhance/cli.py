@@ -242,12 +242,16 @@ def train(
         bool,
         typer.Option(help="--data is a folder of normal photos: synthesise low-light pairs."),
     ] = False,
+    photos: Annotated[
+        Path | None,
+        typer.Option(help="Also train on low-light pairs synthesised from these photos."),
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 100,
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
     patch: Annotated[int, typer.Option(min=8, help="Random crop size.")] = 256,
     lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
     loss: Annotated[
-        str, typer.Option(help="l1, mse, charbonnier, ssim or sums: l1+0.2*ssim.")
+        str, typer.Option(help="l1, mse, charbonnier, ssim, tone, color or sums: l1+0.2*ssim.")
     ] = "l1+0.2*ssim",
     schedule: Annotated[str, typer.Option(help="cosine (with warm-up) or plateau.")] = "cosine",
     warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warm-up steps (cosine).")] = 200,
@@ -290,6 +294,7 @@ def train(
         val=str(val) if val else None,
         val_split=val_split,
         synthesize=synthesize,
+        photos=str(photos) if photos else None,
         epochs=epochs,
         batch_size=batch_size,
         patch=patch,

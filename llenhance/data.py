@@ -67,16 +67,30 @@ def find_pairs(root: str | Path) -> list[Pair]:
     return [Pair(stem, lows[stem], highs[stem]) for stem in sorted(lows)]
 
 
+def scene_of(name: str) -> str:
+    """The scene a pair or photo belongs to: the stem up to its first ``_`` (SICE's
+    ``SCENE_FRAME`` names), else the whole stem (LOL: every pair is its own scene)."""
+    stem = Path(name).stem
+    return stem.split("_", 1)[0] if "_" in stem else stem
+
+
 def split_pairs(pairs: Sequence[T], fraction: float, seed: int) -> tuple[list[T], list[T]]:
-    """Hold out ``fraction`` of the pairs (or photos) by file for validation, reproducibly."""
+    """Hold out about ``fraction`` of the pairs (or photos) for validation, reproducibly.
+
+    Whole scenes are held out (see :func:`scene_of`): frames of one scene on both sides would
+    let validation reward memorising the scene.
+    """
     if not 0.0 < fraction < 1.0:
         raise UserError(f"--val-split {fraction}: expected a fraction between 0 and 1")
-    order = list(pairs)
-    random.Random(seed).shuffle(order)
-    n_val = max(1, round(len(order) * fraction))
-    if n_val >= len(order):
-        raise UserError(f"--val-split {fraction} leaves no training pairs out of {len(order)}")
-    return sorted(order[n_val:], key=lambda p: p.name), sorted(order[:n_val], key=lambda p: p.name)
+    scenes = sorted({scene_of(p.name) for p in pairs})
+    random.Random(seed).shuffle(scenes)
+    n_val = max(1, round(len(scenes) * fraction))
+    if n_val >= len(scenes):
+        raise UserError(f"--val-split {fraction} leaves no training scenes out of {len(scenes)}")
+    held_out = set(scenes[:n_val])
+    train = sorted((p for p in pairs if scene_of(p.name) not in held_out), key=lambda p: p.name)
+    val = sorted((p for p in pairs if scene_of(p.name) in held_out), key=lambda p: p.name)
+    return train, val
 
 
 def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
@@ -257,7 +271,7 @@ class SyntheticPairDataset(PairDataset):
     def float_pairs(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         lows, highs = [], []
         for index, high in enumerate(self.highs):
-            low, _, _ = self.full_pair(index, np.random.default_rng([self.seed, -1, index]))
+            low, _, _ = self.full_pair(index, np.random.default_rng([self.seed, 10**6 + 1, index]))
             lows.append(low.astype(np.float32) / 255.0)
             highs.append(high.astype(np.float32) / 255.0)
         return lows, highs
@@ -309,3 +323,35 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, self.size // self.world_size - self.skip)
+
+
+class MixedDataset(Dataset):
+    """Several training datasets served as one (e.g. real pairs plus pairs synthesised from
+    photos); ``set_epoch`` reaches every part, so crops stay a function of (seed, epoch, index)."""
+
+    def __init__(self, parts: Sequence[PairDataset]) -> None:
+        self.parts = list(parts)
+        self.names = [name for part in self.parts for name in part.names]
+
+    def set_epoch(self, epoch: int) -> None:
+        for part in self.parts:
+            part.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        for part in self.parts:
+            if index < len(part):
+                return part[index]
+            index -= len(part)
+        raise IndexError(index)
+
+    def float_pairs(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        lows: list[np.ndarray] = []
+        highs: list[np.ndarray] = []
+        for part in self.parts:
+            part_lows, part_highs = part.float_pairs()
+            lows += part_lows
+            highs += part_highs
+        return lows, highs

@@ -1,5 +1,5 @@
 """Training losses, selectable by name and summable: ``l1``, ``mse``, ``charbonnier``, ``ssim``,
-and weighted sums such as ``l1+ssim`` or ``l1+0.2*ssim``."""
+``tone``, ``color`` and weighted sums such as ``l1+0.2*ssim+0.5*tone``."""
 
 from __future__ import annotations
 
@@ -52,11 +52,41 @@ def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1.0 - ssim_map.mean()
 
 
+_LUMA = (0.299, 0.587, 0.114)
+TONE_POOL = 4
+
+
+def _sorted_tone(image: torch.Tensor) -> torch.Tensor:
+    """Each image's luminance and chroma (max - min of RGB) values, sorted: (N, 2, K)."""
+    small = F.avg_pool2d(image, TONE_POOL) if min(image.shape[-2:]) >= TONE_POOL else image
+    luma = (small * small.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(dim=1)
+    chroma = small.amax(dim=1) - small.amin(dim=1)
+    return torch.stack([luma.flatten(1), chroma.flatten(1)], dim=1).sort(dim=-1).values
+
+
+def tone_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Distance between the luminance and chroma distributions of prediction and reference.
+
+    Sorting makes it blind to where a value sits, so it only asks that black level, brightness,
+    contrast and saturation match: the washed-out look (lifted blacks, pale colour, every scene
+    at one brightness) costs here even where a per-pixel loss would rather hedge.
+    """
+    return F.l1_loss(_sorted_tone(pred), _sorted_tone(target))
+
+
+def color_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - cosine between predicted and reference RGB vectors: hue and colour cast, whatever
+    the brightness."""
+    return (1.0 - F.cosine_similarity(pred, target, dim=1, eps=1e-4)).mean()
+
+
 LOSSES: dict[str, LossFn] = {
     "l1": l1_loss,
     "mse": mse_loss,
     "charbonnier": charbonnier_loss,
     "ssim": ssim_loss,
+    "tone": tone_loss,
+    "color": color_loss,
 }
 
 

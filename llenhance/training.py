@@ -22,6 +22,7 @@ from llenhance import __version__
 from llenhance.archs import count_parameters, get_arch
 from llenhance.checkpoint import load_checkpoint, read_checkpoint_record, save_checkpoint
 from llenhance.data import (
+    MixedDataset,
     PairDataset,
     SyntheticPairDataset,
     find_pairs,
@@ -51,6 +52,8 @@ class TrainConfig:
     val: str | None = None
     val_split: float = 0.0
     synthesize: bool = False
+    photos: str | None = None
+    """Also train on low-light pairs synthesised from the photos in this folder."""
     identity_fraction: float = 0.1
     exposure_jitter: float = 2.0
     init: str | None = None
@@ -175,6 +178,11 @@ def _datasets(config: TrainConfig, spec):
             identity_fraction=config.identity_fraction,
             exposure_jitter=config.exposure_jitter,
         )
+    if config.photos:
+        synthetic = SyntheticPairDataset(
+            find_photos(config.photos), config.patch, spec.context_fn, seed=config.seed
+        )
+        dataset = MixedDataset([dataset, synthetic])
     if len(dataset) < config.batch_size:
         raise UserError(
             f"{config.data}: {len(dataset)} training items, "
@@ -203,6 +211,7 @@ def _weights_info(
         "data": config.data,
         "val": config.val or (f"{config.val_split:g} of data" if config.val_split else None),
         "synthesized": config.synthesize,
+        "photos": config.photos,
         "command": config.command,
         "epochs": epoch,
         "seconds": round(seconds, 1),

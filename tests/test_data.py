@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from llenhance.data import EpochSampler, PairDataset, find_pairs, split_pairs
+from llenhance.data import (
+    EpochSampler,
+    MixedDataset,
+    PairDataset,
+    SyntheticPairDataset,
+    find_pairs,
+    find_photos,
+    scene_of,
+    split_pairs,
+)
 from llenhance.errors import UserError
 from tests.conftest import make_pairs, scene, write_png
 
@@ -67,6 +76,38 @@ def test_split_is_by_file_and_reproducible(pairs_dir):
     assert split_pairs(pairs, 0.34, seed=1) == (train, val)
     with pytest.raises(UserError):
         split_pairs(pairs, 1.5, seed=1)
+
+
+def test_split_holds_out_whole_scenes(tmp_path):
+    root = tmp_path / "sice"
+    for scene_id in range(10):
+        for frame in range(3):
+            image = scene(16, 16, seed=scene_id)
+            write_png(root / "low" / f"{scene_id:04d}_{frame:04d}.png", image)
+            write_png(root / "high" / f"{scene_id:04d}_{frame:04d}.png", image)
+    pairs = find_pairs(root)
+    assert scene_of("0012_0034") == "0012" and scene_of("748") == "748"
+    train, val = split_pairs(pairs, 0.2, seed=3)
+    assert len(val) == 6 and len(train) == 24
+    assert not {scene_of(p.name) for p in train} & {scene_of(p.name) for p in val}
+
+
+def test_mixed_dataset_serves_every_part_and_passes_the_epoch_on(tmp_path):
+    real = PairDataset(find_pairs(make_pairs(tmp_path / "d", 3)), patch=16)
+    photos = make_pairs(tmp_path / "p", 2) / "high"
+    synthetic = SyntheticPairDataset(find_photos(photos), patch=16)
+    mixed = MixedDataset([real, synthetic])
+    assert len(mixed) == 5 and mixed.names == ["000", "001", "002", "000", "001"]
+    assert np.array_equal(mixed[1]["high"].numpy(), real[1]["high"].numpy())
+    assert np.array_equal(mixed[4]["low"].numpy(), synthetic[1]["low"].numpy())
+    before = mixed[4]["low"].clone()
+    mixed.set_epoch(1)
+    assert synthetic.epoch == 1 and real.epoch == 1
+    assert not np.array_equal(mixed[4]["low"].numpy(), before.numpy())
+    with pytest.raises(IndexError):
+        mixed[5]
+    lows, highs = mixed.float_pairs()
+    assert len(lows) == len(highs) == 5
 
 
 def test_sampler_shards_and_skips():

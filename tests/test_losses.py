@@ -14,7 +14,7 @@ def test_parse_weighted_sums():
         parse_loss("x*l1")
 
 
-@pytest.mark.parametrize("name", ["l1", "mse", "charbonnier", "ssim", "l1+ssim"])
+@pytest.mark.parametrize("name", ["l1", "mse", "charbonnier", "ssim", "tone", "l1+ssim"])
 def test_losses_are_zero_for_identical_and_positive_otherwise(name):
     torch.manual_seed(0)
     a = torch.rand(2, 3, 24, 24)
@@ -28,3 +28,25 @@ def test_weighted_sum_adds_terms():
     total = build_loss("2*l1+0.5*mse")(a, b)
     expected = 2 * torch.nn.functional.l1_loss(a, b) + 0.5 * torch.nn.functional.mse_loss(a, b)
     assert torch.allclose(total, expected)
+
+
+def test_tone_loss_ignores_where_values_sit_but_sees_lifted_blacks_and_pale_colour():
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 32, 32)
+    shuffled = target.view(1, 3, 8, 4, 8, 4).permute(0, 1, 4, 3, 2, 5).reshape(1, 3, 32, 32)
+    tone = build_loss("tone")
+    assert float(tone(shuffled, target)) < 1e-6  # same 4x4 blocks, other places
+    lifted = 0.1 + 0.9 * target
+    grey = target.mean(dim=1, keepdim=True)
+    pale = 0.5 * target + 0.5 * grey
+    assert float(tone(lifted, target)) > 0.02
+    assert float(tone(pale, target)) > 0.02
+
+
+def test_color_loss_ignores_brightness_but_sees_a_cast():
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 16, 16) * 0.8 + 0.1
+    color = build_loss("color")
+    assert float(color(target * 0.5, target)) < 1e-6
+    cast = target * torch.tensor([1.0, 1.0, 0.6]).view(1, 3, 1, 1)
+    assert float(color(cast, target)) > 0.005
