@@ -199,7 +199,14 @@ def evaluate(
         save_worst_best_grid,
     )
     from llenhance.inference import load_enhancer
-    from llenhance.render import console, err_console, eval_table, problems_table, write_eval_files
+    from llenhance.render import (
+        console,
+        err_console,
+        eval_table,
+        problems_table,
+        tone_table,
+        write_eval_files,
+    )
 
     if data is not None:
         if pred is not None or gt is not None:
@@ -219,6 +226,9 @@ def evaluate(
     if save_grid is not None:
         save_worst_best_grid(report, fetch, save_grid, columns)
     console.print(eval_table(report, title))
+    tones = tone_table(report)
+    if tones is not None:
+        console.print(tones)
     write_eval_files(report, json_out, csv_out)
     if report.problems:
         err_console.print(problems_table(report.problems, "not scored"))

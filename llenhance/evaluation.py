@@ -17,6 +17,7 @@ from llenhance.errors import UserError
 from llenhance.images import read_rgb, to_uint8, write_image
 from llenhance.metrics import METRIC_NAMES, Scores, match_gt_mean, score
 from llenhance.pictures import contact_sheet, select_best_and_worst
+from llenhance.tone import Tone, mean_tone, measure_tone, tone_flags, tone_ratios
 
 Progress = Callable[[str], None]
 
@@ -26,6 +27,8 @@ class ImageResult:
     name: str
     scores: Scores
     gt_mean: Scores | None = None
+    tone: Tone | None = None
+    ref_tone: Tone | None = None
 
 
 @dataclass
@@ -42,6 +45,26 @@ class EvalReport:
             return None
         return Scores(**{m: float(np.mean([getattr(r, m) for r in rows])) for m in METRIC_NAMES})
 
+    def mean_tones(self) -> tuple[Tone, Tone] | None:
+        """Mean tone of the predictions and of the references."""
+        pairs = [(r.tone, r.ref_tone) for r in self.results if r.tone and r.ref_tone]
+        if not pairs:
+            return None
+        return mean_tone([p for p, _ in pairs]), mean_tone([r for _, r in pairs])
+
+    def tone_summary(self) -> dict[str, object] | None:
+        """Mean tone of predictions and references, their ratios and the flags they raise."""
+        tones = self.mean_tones()
+        if tones is None:
+            return None
+        pred, ref = tones
+        return {
+            "prediction": pred.as_dict(),
+            "reference": ref.as_dict(),
+            "ratio": tone_ratios(pred, ref),
+            "flags": tone_flags(pred, ref),
+        }
+
     def as_rows(self) -> list[dict[str, object]]:
         """One flat dict per image (for JSON and CSV)."""
         rows = []
@@ -49,6 +72,11 @@ class EvalReport:
             row: dict[str, object] = {"image": r.name, **r.scores.as_dict()}
             if r.gt_mean is not None:
                 row.update({f"{k}_gt_mean": v for k, v in r.gt_mean.as_dict().items()})
+            if r.tone is not None and r.ref_tone is not None:
+                row.update({f"{k}_pred": v for k, v in r.tone.as_dict().items()})
+                row.update({f"{k}_ref": v for k, v in r.ref_tone.as_dict().items()})
+                row.update({f"{k}_ratio": v for k, v in tone_ratios(r.tone, r.ref_tone).items()})
+                row["tone_flags"] = "; ".join(tone_flags(r.tone, r.ref_tone))
             rows.append(row)
         return rows
 
@@ -64,6 +92,8 @@ def score_image(name: str, pred: np.ndarray, ref: np.ndarray, gt_mean: bool) -> 
         name=name,
         scores=score(pred, ref),
         gt_mean=score(quantize(match_gt_mean(pred, ref)), ref) if gt_mean else None,
+        tone=measure_tone(pred),
+        ref_tone=measure_tone(ref),
     )
 
 

@@ -28,6 +28,7 @@ from llenhance.atomic import atomic_path
 from llenhance.evaluation import EvalReport
 from llenhance.inference import BatchCallbacks, BatchReport, Job
 from llenhance.metrics import Scores
+from llenhance.tone import TOLERANCE, Tone, tone_flags, tone_ratios
 from llenhance.training import EpochRecord, TrainConfig, TrainReporter
 
 console = Console(highlight=False)
@@ -48,16 +49,51 @@ def eval_table(report: EvalReport, title: str, per_image: bool = True) -> Table:
     if with_gt_mean:
         table.add_column("PSNR GT-mean", justify="right")
         table.add_column("SSIM GT-mean", justify="right")
+    table.add_column("tone", overflow="fold", min_width=6)
     if per_image:
         for r in report.results:
             extra = [f"{r.gt_mean.psnr:.2f}", f"{r.gt_mean.ssim:.4f}"] if r.gt_mean else []
-            table.add_row(r.name, *_fmt(r.scores), *extra)
+            tone = [_flag_text(r.tone, r.ref_tone)] if r.tone and r.ref_tone else []
+            table.add_row(r.name, *_fmt(r.scores), *extra, *tone)
         table.add_section()
     mean = report.mean()
     if mean is not None:
         gt = report.mean(gt_mean=True)
         extra = [f"{gt.psnr:.2f}", f"{gt.ssim:.4f}"] if with_gt_mean and gt else []
-        table.add_row(f"[bold]mean of {len(report.results)}[/]", *_fmt(mean), *extra, style="bold")
+        tones = report.mean_tones()
+        tone = [_flag_text(*tones)] if tones else []
+        table.add_row(
+            f"[bold]mean of {len(report.results)}[/]", *_fmt(mean), *extra, *tone, style="bold"
+        )
+    return table
+
+
+def _flag_text(pred: Tone, ref: Tone) -> str:
+    return ", ".join(tone_flags(pred, ref)) or "ok"
+
+
+def tone_table(report: EvalReport) -> Table | None:
+    """Mean black level, brightness and chroma of predictions next to the references'."""
+    tones = report.mean_tones()
+    if tones is None:
+        return None
+    pred, ref = tones
+    ratios = tone_ratios(pred, ref)
+    table = Table(title=f"tone, mean of {len(report.results)} (--json/--csv: per image)")
+    for name in ("", "prediction", "reference", "ratio", "band"):
+        table.add_column(name, justify="left" if not name else "right")
+    labels = {"black": "black level (2nd pct. luma)", "luma": "mean luma", "chroma": "chroma"}
+    for name, label in labels.items():
+        low, high = TOLERANCE[name]
+        style = "" if low <= ratios[name] <= high else "yellow"
+        table.add_row(
+            label,
+            f"{getattr(pred, name):.3f}",
+            f"{getattr(ref, name):.3f}",
+            f"{ratios[name]:.2f}",
+            f"{low:g}-{high:g}",
+            style=style,
+        )
     return table
 
 
@@ -71,6 +107,7 @@ def write_eval_files(report: EvalReport, json_path: Path | None, csv_path: Path 
             "images": rows,
             "mean": mean.as_dict() if mean else None,
             "mean_gt_mean": gt.as_dict() if gt and any(r.gt_mean for r in report.results) else None,
+            "tone": report.tone_summary(),
             "problems": report.problems,
         }
         with atomic_path(json_path) as tmp:

@@ -86,7 +86,7 @@ def test_eval_folders_table_json_csv_and_missing_partners(tmp_path):
         "--gt-mean",
     )
     assert result.exit_code == 1, result.output
-    assert "no reference" in result.output and "PSNR GT-mean" in result.output
+    assert "no reference" in result.output and "GT-mean" in result.output
     data = json.loads((tmp_path / "s.json").read_text())
     expected = psnr(np.round(np.clip(ref + 0.1, 0, 1) * 255) / 255, np.round(ref * 255) / 255)
     assert data["images"][0]["psnr"] == pytest.approx(expected, abs=0.05)
