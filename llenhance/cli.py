@@ -130,6 +130,12 @@ def enhance(
     compare: Annotated[
         bool, typer.Option(help="Also write NAME_compare.EXT: input | output, labelled.")
     ] = False,
+    exposure: Annotated[
+        float,
+        typer.Option(
+            help="Stops brighter (+) or darker (-) than the model's automatic exposure, -4 to 4."
+        ),
+    ] = 0.0,
     offline: Offline = False,
 ) -> None:
     """Enhance dark photos at full resolution."""
@@ -140,7 +146,13 @@ def enhance(
     if len(jobs) == 1 and jobs[0].target.exists() and not force:
         raise UserError(f"{jobs[0].target}: already exists (use --force to overwrite)")
     enhancer = load_enhancer(
-        model, weights, device=device, tile=tile, overlap=tile_overlap, offline=offline or None
+        model,
+        weights,
+        device=device,
+        tile=tile,
+        overlap=tile_overlap,
+        offline=offline or None,
+        exposure=exposure,
     )
     with progress_bar(quiet=_state["quiet"]) as progress:
         report = enhance_files(

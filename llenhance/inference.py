@@ -23,6 +23,7 @@ from llenhance.devices import (
     resolve_device,
 )
 from llenhance.errors import UserError
+from llenhance.exposure import check_exposure
 from llenhance.images import (
     IMAGE_EXTENSIONS,
     PNG_COMPRESSION,
@@ -67,6 +68,8 @@ class Enhancer:
     overlap: int | None = None
     amp: bool = False
     batch_tiles: int = 1
+    exposure: float = 0.0
+    """Stops added to the model's automatic exposure (see :mod:`llenhance.exposure`)."""
 
     def __call__(
         self,
@@ -95,6 +98,7 @@ class Enhancer:
             amp=self.amp,
             out_dtype=out_dtype,
             progress=progress,
+            exposure=self.exposure,
         )
 
     def tiles_for(self, height: int, width: int) -> int:
@@ -111,11 +115,17 @@ def load_enhancer(
     amp: bool = True,
     batch_tiles: int | None = None,
     offline: bool | None = None,
+    exposure: float = 0.0,
 ) -> Enhancer:
     """Load ``weights`` (a path, shipped name or hf:// reference), or the shipped weights of
     ``model``; AMP and tile batching apply on CUDA only. ``tile=None`` takes the
     architecture's default tile; ``tile="auto"`` picks the largest tile that fits in free GPU
-    memory (the default tile on CPU)."""
+    memory (the default tile on CPU). ``exposure``: stops brighter (or darker, negative) than
+    the model's automatic exposure."""
+    try:
+        exposure = check_exposure(exposure)
+    except ValueError as exc:
+        raise UserError(f"--exposure: {exc}") from None
     if model is not None and "/" not in model:
         get_arch(model)  # an unknown name fails here, with the closest known one suggested
     torch_device = resolve_device(device)
@@ -133,6 +143,7 @@ def load_enhancer(
         overlap=overlap,
         amp=amp and on_cuda,
         batch_tiles=batch_tiles or (4 if on_cuda else 1),
+        exposure=exposure,
     )
 
 

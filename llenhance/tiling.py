@@ -23,6 +23,7 @@ from llenhance.archs import ArchSpec
 from llenhance.archs.context import whole_image_context
 from llenhance.bands import RowSource
 from llenhance.errors import UserError
+from llenhance.exposure import apply_exposure, check_exposure
 from llenhance.images import to_float, to_uint8, to_uint16
 
 DEFAULT_TILE = 1024
@@ -174,14 +175,17 @@ def enhance_bands(
     amp: bool = False,
     out_dtype: type[np.generic] = np.float32,
     progress: TileProgress | None = None,
+    exposure: float = 0.0,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Enhance ``image`` tile row by tile row, yielding ``(top, band)``: finished output rows in
     order, so a streaming encoder can write them at once.
 
     ``image`` is HxWx3 (float32 in [0, 1], uint8 or uint16) and is read one band of rows per tile
     row. Besides that band, memory holds one tile-high, image-wide float accumulator, whatever
-    the image's height. Options as in :func:`enhance_array`.
+    the image's height. ``exposure`` (stops) moves the result's brightness
+    (:func:`~llenhance.exposure.apply_exposure`). Other options as in :func:`enhance_array`.
     """
+    exposure = check_exposure(exposure)
     if len(image.shape) != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
     height, width = image.shape[:2]
@@ -242,7 +246,7 @@ def enhance_bands(
         finished = acc[:final]
         finished /= row_total[:final, None, None]
         finished /= col_total[None, :, None]
-        yield band_top, quantize(finished)
+        yield band_top, quantize(apply_exposure(finished, exposure))
         carry = bottom - band_top - final  # rows the next tile row still blends into
         acc[:carry] = acc[final : final + carry]
         acc[carry:] = 0
@@ -262,6 +266,7 @@ def enhance_array(
     amp: bool = False,
     out_dtype: type[np.generic] = np.float32,
     progress: TileProgress | None = None,
+    exposure: float = 0.0,
 ) -> np.ndarray:
     """Enhance ``image`` (HxWx3: float32 in [0, 1], uint8 or uint16) with ``model``.
 
@@ -282,6 +287,7 @@ def enhance_array(
             amp=amp,
             out_dtype=out_dtype,
             progress=progress,
+            exposure=exposure,
         ),
         image.shape,
     )
