@@ -8,6 +8,7 @@ from pathlib import Path
 DATA = Path(
     os.environ.get("LLENHANCE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
+TRAIN = DATA / "sice-pairs" / "train"
 VAL = DATA / "sice-pairs" / "val"
 REAL_HD = DATA / "unpaired" / "real-hd"
 

@@ -1,0 +1,66 @@
+"""Quality of models on one split, with the tone diagnostics and the GT-mean gain.
+
+    python -m benchmarks.quality --split select --models unet-res,runs/x/best.safetensors
+
+``select`` is the part of ``sice-pairs/train`` that ``llenhance train --val-split 0.15``
+(seed 0) holds out by scene: every model choice is made on it. ``val`` reports a model that
+ships, once (see weights/README.md, "Protocol").
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks._common import TRAIN, VAL
+from llenhance.data import find_pairs, split_pairs
+from llenhance.evaluation import evaluate_enhancer
+from llenhance.inference import load_enhancer
+from llenhance.tone import tone_ratios
+
+SELECT_FRACTION = 0.15
+SELECT_SEED = 0
+
+
+def split(name: str) -> list:
+    """The pairs of ``select`` or ``val``."""
+    if name == "select":
+        return split_pairs(find_pairs(TRAIN), SELECT_FRACTION, SELECT_SEED)[1]
+    if name == "val":
+        return find_pairs(VAL)
+    raise SystemExit(f"--split {name}: expected select or val")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", default="select")
+    parser.add_argument("--models", default="unet-res", help="comma-separated names or paths")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pairs = split(args.split)
+    headers = ("model", "PSNR", "SSIM", "MAE", "GT-mean gain", "black", "luma", "chroma")
+    table = Table(title=f"{args.split}: {len(pairs)} pairs (black/luma/chroma: pred / reference)")
+    for h in headers:
+        table.add_column(h, justify="left" if h == "model" else "right")
+    for model in args.models.split(","):
+        enhancer = load_enhancer(weights=model, device="cpu")
+        report = evaluate_enhancer(enhancer, pairs, gt_mean=True)
+        mean, gt = report.mean(), report.mean(gt_mean=True)
+        ratios = tone_ratios(*report.mean_tones())
+        table.add_row(
+            model,
+            f"{mean.psnr:.2f}",
+            f"{mean.ssim:.4f}",
+            f"{mean.mae:.4f}",
+            f"{gt.psnr - mean.psnr:+.2f} dB",
+            *(f"{ratios[n]:.2f}" for n in ("black", "luma", "chroma")),
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
