@@ -288,3 +288,35 @@ def test_batch_memory_does_not_grow_with_the_number_of_images(tmp_path, tiny_wei
         tracemalloc.stop()
         assert len(report.done) == count
     assert peaks[1] < 1.25 * peaks[0]
+
+
+def test_output_folders_are_made_parents_too(tmp_path, shipped):
+    for name in ("a", "b"):
+        write_png(tmp_path / "in" / f"{name}.png", darken(scene(20, 24)))
+    nested = tmp_path / "out" / "a" / "b" / "c"
+    result = run("enhance", tmp_path / "in", "-o", f"{nested}/")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in nested.iterdir()) == ["a.png", "b.png"]
+    single = tmp_path / "newdir" / "sub" / "bright.png"
+    result = run("enhance", tmp_path / "in" / "a.png", "-o", single)
+    assert result.exit_code == 0, result.output
+    assert read_rgb(single).shape == (20, 24, 3)
+
+
+@pytest.mark.parametrize(
+    ("output", "extra", "message"),
+    [
+        ("new/x.xyz", [], "unknown image extension .xyz"),
+        ("new/deeper/", ["--weights", "{tmp}/none.safetensors"], "none.safetensors"),
+        ("new/deeper/", ["--format", "gif"], "--format gif"),
+        ("new/x.png", ["--model", "unet-rse"], "did you mean 'unet-res'"),
+    ],
+)
+def test_output_checks_come_before_any_work(tmp_path, shipped, output, extra, message):
+    src = write_png(tmp_path / "dark.png", darken(scene(20, 24)))
+    args = [a.format(tmp=tmp_path) for a in extra]
+    result = run("enhance", src, "-o", tmp_path / output, *args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "new").exists()  # no folder made for a run that cannot start
+    assert "images" not in result.output  # no progress bar drawn
