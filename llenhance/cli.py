@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import shlex
 import sys
@@ -10,12 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from llenhance import __version__
+from llenhance.defaults import DEFAULT_MODEL, DEFAULT_TILE, MODEL_NAMES, PNG_COMPRESSION
 from llenhance.errors import UserError
-from llenhance.images import PNG_COMPRESSION
-from llenhance.tiling import DEFAULT_TILE
 
 app = typer.Typer(
     help="Turn dark, noisy photos into clean, well-lit ones.",
@@ -63,6 +62,40 @@ def _guarded(command):
     return wrapper
 
 
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="One line per image; training notes.")
+]
+
+
+def _global_options(command):
+    """--debug, --quiet and --verbose after the subcommand too (as before it)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, debug: bool = False, quiet: bool = False, verbose: bool = False, **kwargs):
+        _state.update(
+            debug=_state["debug"] or debug,
+            quiet=_state["quiet"] or quiet,
+            verbose=_state["verbose"] or verbose,
+        )
+        return command(*args, **kwargs)
+
+    signature = inspect.signature(command, eval_str=True)
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=kind)
+        for name, kind in (("quiet", Quiet), ("verbose", Verbose), ("debug", Debug))
+    ]
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])
+    wrapper.__annotations__ = {
+        **command.__annotations__,
+        "quiet": Quiet,
+        "verbose": Verbose,
+        "debug": Debug,
+    }
+    return wrapper
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"llenhance {__version__}")
@@ -71,11 +104,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="One line per image; training notes.")
-    ] = False,
+    debug: Debug = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
@@ -96,6 +127,14 @@ Overlap = Annotated[
     int | None,
     typer.Option("--tile-overlap", help="Tile overlap in pixels. Default: half the model's reach."),
 ]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Model (architecture with shipped weights): {', '.join(MODEL_NAMES)}. "
+        f"Default: {DEFAULT_MODEL}; 'llenhance models' compares them.",
+        show_default=False,
+    ),
+]
 Offline = Annotated[
     bool,
     typer.Option("--offline", help="Use only the local Hugging Face cache (as HF_HUB_OFFLINE=1)."),
@@ -103,13 +142,14 @@ Offline = Annotated[
 
 
 @app.command()
+@_global_options
 @_guarded
 def enhance(
     inputs: Annotated[list[str], typer.Argument(help="Image files, directories or glob patterns.")],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Output file (one input) or directory.")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Architecture with shipped weights.")] = None,
+    model: Model = None,
     weights: Annotated[
         str | None, typer.Option(help="Weights file, shipped name or hf:// id.")
     ] = None,
@@ -161,13 +201,20 @@ def enhance(
 
 
 @app.command("eval")
+@_global_options
 @_guarded
 def evaluate(
     pred: Annotated[Path | None, typer.Option(help="Folder of enhanced images.")] = None,
     gt: Annotated[
         Path | None, typer.Option(help="Folder of references (paired by file stem).")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Enhance --data/low with this model.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Enhance --data/low with this model: {', '.join(MODEL_NAMES)}.",
+            show_default=False,
+        ),
+    ] = None,
     weights: Annotated[str | None, typer.Option(help="Weights file for --data runs.")] = None,
     data: Annotated[Path | None, typer.Option(help="LOL-layout folder (low/, high/).")] = None,
     save: Annotated[
@@ -227,10 +274,13 @@ def evaluate(
 
 
 @app.command()
+@_global_options
 @_guarded
 def train(
     data: Annotated[Path, typer.Option(help="LOL-layout training folder (low/, high/).")],
-    model: Annotated[str, typer.Option(help="Architecture to train.")] = "unet-res",
+    model: Annotated[
+        str, typer.Option(help=f"Architecture to train: {', '.join(MODEL_NAMES)}.")
+    ] = DEFAULT_MODEL,
     model_config: Annotated[
         str | None, typer.Option(help="Architecture config as JSON, e.g. '{\"width\": 24}'.")
     ] = None,
@@ -317,6 +367,7 @@ def train(
 
 
 @app.command()
+@_global_options
 @_guarded
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -325,28 +376,17 @@ def models(
     from dataclasses import asdict
 
     from llenhance.catalog import list_models
-    from llenhance.render import console
+    from llenhance.render import console, models_table
 
     entries = list_models()
     if as_json:
         typer.echo(json.dumps([asdict(e) for e in entries], indent=2))
         return
-    table = Table(title="llenhance models (val metrics stored in the shipped weights)")
-    for name in ("model", "params", "weights", "val PSNR", "val SSIM", "val MAE", "description"):
-        table.add_column(name, justify="left" if name in ("model", "description") else "right")
-    for e in entries:
-        m = e.metrics
-        table.add_row(
-            e.name,
-            f"{e.parameters / 1e6:.2f} M",
-            "shipped" if e.weights else "-",
-            *(str(m.get(k, "-")) for k in ("val_psnr", "val_ssim", "val_mae")),
-            e.description,
-        )
-    console.print(table)
+    console.print(models_table(entries))
 
 
 @app.command()
+@_global_options
 @_guarded
 def push(
     weights: Annotated[Path, typer.Argument(help="A llenhance weights file.")],
@@ -365,6 +405,7 @@ def push(
 
 
 @app.command()
+@_global_options
 @_guarded
 def export(
     source: Annotated[str, typer.Argument(help="Weights file or shipped name.")],

@@ -25,6 +25,8 @@ from rich.progress import (
 from rich.table import Table
 
 from llenhance.atomic import atomic_path
+from llenhance.catalog import ModelEntry
+from llenhance.defaults import DEFAULT_MODEL
 from llenhance.evaluation import EvalReport
 from llenhance.inference import BatchCallbacks, BatchReport, Job
 from llenhance.metrics import Scores
@@ -149,6 +151,32 @@ def problems_table(problems: Sequence[str], title: str) -> Table:
     table.add_column("problem")
     for p in problems:
         table.add_row(p)
+    return table
+
+
+def models_table(entries: Sequence[ModelEntry]) -> Table:
+    """``llenhance models``: the default model starred, PSNR to 2 decimals, SSIM and MAE to 4."""
+
+    def number(value: object, digits: int) -> str:
+        return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
+
+    table = Table(
+        title="llenhance models (val metrics stored in the shipped weights)",
+        caption=f"* the default: {DEFAULT_MODEL} enhances when no --model is given",
+    )
+    for name in ("model", "params", "weights", "val PSNR", "val SSIM", "val MAE", "description"):
+        table.add_column(name, justify="left" if name in ("model", "description") else "right")
+    for e in entries:
+        m = e.metrics
+        table.add_row(
+            f"{e.name}*" if e.name == DEFAULT_MODEL else e.name,
+            f"{e.parameters / 1e6:.2f} M",
+            "shipped" if e.weights else "-",
+            number(m.get("val_psnr"), 2),
+            number(m.get("val_ssim"), 4),
+            number(m.get("val_mae"), 4),
+            e.description,
+        )
     return table
 
 

@@ -320,3 +320,78 @@ def test_output_checks_come_before_any_work(tmp_path, shipped, output, extra, me
     assert message in " ".join(result.output.split())
     assert not (tmp_path / "new").exists()  # no folder made for a run that cannot start
     assert "images" not in result.output  # no progress bar drawn
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_global_options_before_or_after_the_subcommand(tmp_path, shipped, where):
+    src = write_png(tmp_path / "dark.png", darken(scene(20, 24)))
+
+    def invoke(flag, *args):
+        args = [str(a) for a in args]
+        return runner.invoke(app, [flag, *args] if where == "before" else [*args, flag])
+
+    quiet = invoke("--quiet", "enhance", src, "-o", tmp_path / "q.png")
+    assert quiet.exit_code == 0, quiet.output
+    assert "images" not in quiet.output and "enhanced 1" in quiet.output
+    verbose = invoke("--verbose", "enhance", src, "-o", tmp_path / "v.png")
+    assert verbose.exit_code == 0 and "dark.png ->" in verbose.output
+    debug = invoke("--debug", "enhance", tmp_path / "missing.png")
+    assert debug.exit_code != 0 and "missing.png" in str(debug.exception)
+    plain = run("enhance", src, "-o", tmp_path / "p.png")  # flags do not stick to the next run
+    assert "images" in plain.output and "dark.png ->" not in plain.output
+
+
+@pytest.mark.parametrize(
+    "args", [["--version"], ["--help"], ["enhance", "--help"], ["models", "--help"]]
+)
+def test_version_and_help_do_not_import_torch(args):
+    script = (
+        "import sys\n"
+        f"sys.argv = ['llenhance', *{args!r}]\n"
+        "from llenhance.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "heavy = [m for m in ('torch', 'numpy', 'cv2', 'pyvips') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout
+
+
+def test_light_defaults_match_the_library():
+    from llenhance import defaults, images, tiling
+    from llenhance.archs import arch_names
+    from llenhance.catalog import DEFAULT_MODEL
+
+    assert sorted(defaults.MODEL_NAMES) == sorted(arch_names())
+    assert defaults.MODEL_NAMES[0] == DEFAULT_MODEL == defaults.DEFAULT_MODEL
+    assert defaults.DEFAULT_TILE == tiling.DEFAULT_TILE
+    assert defaults.PNG_COMPRESSION == images.PNG_COMPRESSION
+
+
+def test_model_help_names_the_default_and_the_choices():
+    text = " ".join(
+        runner.invoke(app, ["enhance", "--help"], env={"COLUMNS": "200"}).output.split()
+    )
+    assert "Default: unet-res" in text
+    for name in ("cgnet", "dncnn", "histnet", "llid", "mirnet", "se-resnet"):
+        assert name in text
+
+
+def test_models_marks_the_default_and_aligns_decimals():
+    from rich.console import Console
+
+    from llenhance.catalog import ModelEntry
+    from llenhance.render import models_table
+
+    entries = [
+        ModelEntry(
+            "unet-res", "u", 1, "w", {"val_psnr": 23.8, "val_ssim": 0.81, "val_mae": 0.1}, {}
+        ),
+        ModelEntry("llid", "l", 1, None, {}, {}),
+    ]
+    console = Console(width=200, record=True)
+    console.print(models_table(entries))
+    text = console.export_text()
+    assert "unet-res*" in text and "* the default" in text and "llid*" not in text
+    assert "23.80" in text and "0.8100" in text and "0.1000" in text
