@@ -13,7 +13,13 @@ from typing import Annotated
 import typer
 
 from llenhance import __version__
-from llenhance.defaults import DEFAULT_MODEL, DEFAULT_TILE, MODEL_NAMES, PNG_COMPRESSION
+from llenhance.defaults import (
+    DEFAULT_MODEL,
+    DEFAULT_TILE,
+    DEFAULT_VAL_SPLIT,
+    MODEL_NAMES,
+    PNG_COMPRESSION,
+)
 from llenhance.errors import UserError
 
 app = typer.Typer(
@@ -238,6 +244,7 @@ def evaluate(
     offline: Offline = False,
 ) -> None:
     """Score predictions against references (PSNR, SSIM, MAE, MSE), or a model on a LOL set."""
+    from llenhance.data import find_pairs
     from llenhance.evaluation import (
         evaluate_dirs,
         evaluate_enhancer,
@@ -246,7 +253,15 @@ def evaluate(
         save_worst_best_grid,
     )
     from llenhance.inference import load_enhancer
-    from llenhance.render import console, err_console, eval_table, problems_table, write_eval_files
+    from llenhance.render import (
+        EvalProgress,
+        console,
+        err_console,
+        eval_table,
+        problems_table,
+        progress_bar,
+        write_eval_files,
+    )
 
     if data is not None:
         if pred is not None or gt is not None:
@@ -254,7 +269,12 @@ def evaluate(
         enhancer = load_enhancer(
             model, weights, device=device, tile=tile, overlap=tile_overlap, offline=offline or None
         )
-        report = evaluate_enhancer(enhancer, data, gt_mean=gt_mean, save_dir=save)
+        pairs = find_pairs(data)
+        with progress_bar(quiet=_state["quiet"]) as progress:
+            tracked = EvalProgress(progress, enhancer, [p.name for p in pairs])
+            report = evaluate_enhancer(
+                tracked, pairs, gt_mean=gt_mean, save_dir=save, progress=tracked.done
+            )
         title = f"{enhancer.info.arch} on {data}"
         fetch, columns = fetch_from_model(enhancer, data), ("input", "prediction", "reference")
     elif pred is not None and gt is not None:
@@ -286,8 +306,13 @@ def train(
     ] = None,
     val: Annotated[Path | None, typer.Option(help="LOL-layout validation folder.")] = None,
     val_split: Annotated[
-        float, typer.Option(help="Hold out this fraction of --data instead.")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            help="Hold out this fraction of --data for validation (0: none). "
+            f"Default without --val: {DEFAULT_VAL_SPLIT:g}.",
+            show_default=False,
+        ),
+    ] = None,
     synthesize: Annotated[
         bool,
         typer.Option(help="--data is a folder of normal photos: synthesise low-light pairs."),
@@ -333,12 +358,14 @@ def train(
         raise UserError(f"--model-config is not valid JSON ({exc})") from None
     if not isinstance(config_dict, dict):
         raise UserError("--model-config must be a JSON object")
+    if val is not None and val_split:
+        raise UserError("give either --val or --val-split, not both")
     config = TrainConfig(
         data=str(data),
         model=model,
         model_config=config_dict,
         val=str(val) if val else None,
-        val_split=val_split,
+        val_split=DEFAULT_VAL_SPLIT if val_split is None else val_split,
         synthesize=synthesize,
         epochs=epochs,
         batch_size=batch_size,

@@ -17,3 +17,7 @@ DEFAULT_TILE = 1024
 
 #: PNG and TIFF zlib level.
 PNG_COMPRESSION = 3
+
+#: Share of ``train --data`` held out for validation when neither --val nor --val-split is given
+#: (:attr:`llenhance.training.TrainConfig.val_split`).
+DEFAULT_VAL_SPLIT = 0.1

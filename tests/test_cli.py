@@ -119,6 +119,7 @@ def test_eval_model_on_lol_folder_and_save(tmp_path, tiny_weights):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["000.png", "001.png"]
     assert json.loads((tmp_path / "m.json").read_text())["mean"]["ssim"] > 0
+    assert "images" in result.output and "2/2" in result.output  # enhance's progress bar
 
 
 def test_train_command_end_to_end(tmp_path):
@@ -362,11 +363,13 @@ def test_light_defaults_match_the_library():
     from llenhance import defaults, images, tiling
     from llenhance.archs import arch_names
     from llenhance.catalog import DEFAULT_MODEL
+    from llenhance.training import TrainConfig
 
     assert sorted(defaults.MODEL_NAMES) == sorted(arch_names())
     assert defaults.MODEL_NAMES[0] == DEFAULT_MODEL == defaults.DEFAULT_MODEL
     assert defaults.DEFAULT_TILE == tiling.DEFAULT_TILE
     assert defaults.PNG_COMPRESSION == images.PNG_COMPRESSION
+    assert TrainConfig(data="x").val_split == defaults.DEFAULT_VAL_SPLIT
 
 
 def test_model_help_names_the_default_and_the_choices():
@@ -395,3 +398,48 @@ def test_models_marks_the_default_and_aligns_decimals():
     text = console.export_text()
     assert "unet-res*" in text and "* the default" in text and "llid*" not in text
     assert "23.80" in text and "0.8100" in text and "0.1000" in text
+
+
+def test_train_holds_out_a_default_split_and_prints_one_table(tmp_path):
+    data = make_pairs(tmp_path / "train", 6)
+    args = ["train", "--data", data, *TINY_TRAIN_ARGS, "--epochs", "3", "--device", "cpu"]
+    result = run(*args, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "on 5 pairs, validating on 1 held out (10% of --data, the default" in text
+    assert "best weights: -" not in text and (tmp_path / "run" / "best.safetensors").exists()
+    lines = result.output.splitlines()
+    assert sum("val PSNR" in line for line in lines) == 1  # one header, one row per epoch
+    rows = [line.split() for line in lines if line.strip()[:1].isdigit()]
+    assert [row[0] for row in rows] == ["1", "2", "3"]
+    assert not any(c in result.output for c in "┏┃└")  # no boxed table per epoch
+    none = run(*args, "--val-split", "0", "--out", tmp_path / "none")
+    assert none.exit_code == 0 and "validating on nothing" in none.output
+    both = run(*args, "--val", data, "--val-split", "0.2", "--out", tmp_path / "both")
+    assert both.exit_code == 2 and "either --val or --val-split" in both.output
+
+
+def test_an_explicit_val_folder_replaces_the_default_split(tmp_path):
+    from llenhance.training import TrainConfig, TrainReporter, train
+
+    data = make_pairs(tmp_path / "train", 4)
+    val = make_pairs(tmp_path / "val", 2, seed=30)
+    seen = {}
+
+    class Reporter(TrainReporter):
+        def start(self, config, n_train, n_val, params):
+            seen.update(train=n_train, val=n_val)
+
+    config = TrainConfig(
+        data=str(data),
+        val=str(val),
+        model_config={"width": 4, "depth": 2, "unshuffle": 2},
+        epochs=1,
+        batch_size=2,
+        patch=32,
+        out=str(tmp_path / "run"),
+        device="cpu",
+    )
+    assert config.val_split == 0.1
+    train(config, Reporter())
+    assert seen == {"train": 4, "val": 2}
