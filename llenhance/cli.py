@@ -178,27 +178,38 @@ def enhance(
     ] = False,
     offline: Offline = False,
 ) -> None:
-    """Enhance dark photos at full resolution."""
+    """Enhance dark photos at full resolution (under torchrun, each process its share)."""
+    from llenhance.distributed import launched
     from llenhance.inference import enhance_files, load_enhancer, plan_jobs
     from llenhance.render import RichBatchCallbacks, batch_summary, progress_bar
 
     jobs = plan_jobs(inputs, output, fmt=fmt)
     if len(jobs) == 1 and jobs[0].target.exists() and not force:
         raise UserError(f"{jobs[0].target}: already exists (use --force to overwrite)")
-    enhancer = load_enhancer(
-        model, weights, device=device, tile=tile, overlap=tile_overlap, offline=offline or None
-    )
-    with progress_bar(quiet=_state["quiet"]) as progress:
-        report = enhance_files(
-            jobs,
-            enhancer,
-            force=force,
-            quality=quality,
-            subsampling=subsampling,
-            png_compression=png_compression,
-            compare=compare,
-            callbacks=RichBatchCallbacks(progress, len(jobs), verbose=_state["verbose"]),
+    with launched(device) as dist:
+        enhancer = load_enhancer(
+            model,
+            weights,
+            device=str(dist.device),
+            tile=tile,
+            overlap=tile_overlap,
+            offline=offline or None,
         )
+        mine = dist.shard(jobs)
+        with progress_bar(quiet=_state["quiet"] or not dist.is_main) as progress:
+            report = enhance_files(
+                mine,
+                enhancer,
+                force=force,
+                quality=quality,
+                subsampling=subsampling,
+                png_compression=png_compression,
+                compare=compare,
+                callbacks=RichBatchCallbacks(progress, len(mine), verbose=_state["verbose"]),
+            )
+        report = dist.gather_batch(report)
+    if not dist.is_main:  # rank 0 speaks for the run
+        raise typer.Exit(EXIT_PARTIAL if report.failed else 0)
     if len(jobs) == 1 and report.failed:
         raise UserError(report.failed[0][1])
     batch_summary(report)
@@ -245,6 +256,7 @@ def evaluate(
 ) -> None:
     """Score predictions against references (PSNR, SSIM, MAE, MSE), or a model on a LOL set."""
     from llenhance.data import find_pairs
+    from llenhance.distributed import launched
     from llenhance.evaluation import (
         evaluate_dirs,
         evaluate_enhancer,
@@ -266,15 +278,24 @@ def evaluate(
     if data is not None:
         if pred is not None or gt is not None:
             raise UserError("give either --data (with --model/--weights) or --pred and --gt")
-        enhancer = load_enhancer(
-            model, weights, device=device, tile=tile, overlap=tile_overlap, offline=offline or None
-        )
-        pairs = find_pairs(data)
-        with progress_bar(quiet=_state["quiet"]) as progress:
-            tracked = EvalProgress(progress, enhancer, [p.name for p in pairs])
-            report = evaluate_enhancer(
-                tracked, pairs, gt_mean=gt_mean, save_dir=save, progress=tracked.done
+        with launched(device) as dist:
+            enhancer = load_enhancer(
+                model,
+                weights,
+                device=str(dist.device),
+                tile=tile,
+                overlap=tile_overlap,
+                offline=offline or None,
             )
+            pairs = dist.shard(find_pairs(data))
+            with progress_bar(quiet=_state["quiet"] or not dist.is_main) as progress:
+                tracked = EvalProgress(progress, enhancer, [p.name for p in pairs])
+                report = evaluate_enhancer(
+                    tracked, pairs, gt_mean=gt_mean, save_dir=save, progress=tracked.done
+                )
+            report = dist.gather_eval(report)
+        if not dist.is_main:  # rank 0 speaks for the run
+            raise typer.Exit(EXIT_PARTIAL if report.problems and not allow_missing else 0)
         title = f"{enhancer.info.arch} on {data}"
         fetch, columns = fetch_from_model(enhancer, data), ("input", "prediction", "reference")
     elif pred is not None and gt is not None:
