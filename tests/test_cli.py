@@ -351,7 +351,7 @@ def test_version_and_help_do_not_import_torch(args):
         f"sys.argv = ['llenhance', *{args!r}]\n"
         "from llenhance.cli import main\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-        "heavy = [m for m in ('torch', 'numpy', 'cv2', 'pyvips') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'numpy', 'cv2', 'pyvips', 'pygments') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
