@@ -156,7 +156,10 @@ Offline = Annotated[
 def enhance(
     inputs: Annotated[list[str], typer.Argument(help="Image files, directories or glob patterns.")],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Output file (one input) or directory.")
+        str | None,
+        typer.Option(
+            "--output", "-o", help="Output file (one input) or directory (a trailing / says so)."
+        ),
     ] = None,
     model: Model = None,
     weights: Annotated[

@@ -183,17 +183,18 @@ def plan_jobs(
     fmt: str | None = None,
     suffix: str = "_enhanced",
 ) -> list[Job]:
-    """Map inputs to outputs: an output with an extension is a file (one input only); otherwise
-    it is a directory. Without ``-o``, results go beside the inputs with ``suffix`` added to
-    the name. Everything is checked here, before any work: missing folders (parents too) must
-    be creatable; :func:`enhance_files` makes them as it writes."""
+    """Map inputs to outputs: an output with an extension and no trailing slash is a file (one
+    input only); otherwise it is a directory. Without ``-o``, results go beside the inputs
+    with ``suffix`` added to the name. Everything is checked here, before any work: missing
+    folders (parents too) must be creatable; :func:`enhance_files` makes them as it writes."""
     sources = list_images(inputs)
     if fmt is not None and fmt.lower() not in FORMATS:
         raise UserError(f"--format {fmt}: expected one of {', '.join(sorted(set(FORMATS)))}")
     ext = FORMATS[fmt.lower()] if fmt else None
     if output is not None:
         out = Path(output)
-        is_file = out.suffix != "" and not out.is_dir()
+        trailing_slash = str(output).endswith(("/", os.sep))
+        is_file = out.suffix != "" and not out.is_dir() and not trailing_slash
         if is_file:
             if out.suffix.lower() not in IMAGE_EXTENSIONS:
                 raise UserError(

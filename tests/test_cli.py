@@ -298,6 +298,10 @@ def test_output_folders_are_made_parents_too(tmp_path, shipped):
     result = run("enhance", tmp_path / "in", "-o", f"{nested}/")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in nested.iterdir()) == ["a.png", "b.png"]
+    dotted = tmp_path / "out" / "v1.2"
+    result = run("enhance", tmp_path / "in", "-o", f"{dotted}/")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in dotted.iterdir()) == ["a.png", "b.png"]
     single = tmp_path / "newdir" / "sub" / "bright.png"
     result = run("enhance", tmp_path / "in" / "a.png", "-o", single)
     assert result.exit_code == 0, result.output
