@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from llenhance.archs import arch_names, count_parameters, create_model, get_arch
+from llenhance.defaults import DEFAULT_MODEL
 from llenhance.weights import read_info, shipped_path
 
-#: The model ``enhance`` uses without --model: the best val PSNR among the models that enhance a
-#: 512x512 image in under 1.5 s on a 2-core CPU (numbers in weights/README.md).
-DEFAULT_MODEL = "unet-res"
+__all__ = ["DEFAULT_MODEL", "ModelEntry", "list_models"]
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,17 @@
-"""Data-parallel training under ``torchrun``: gloo on CPU, NCCL on CUDA.
+"""Several processes under ``torchrun`` (or any launcher that sets RANK, WORLD_SIZE and
+LOCAL_RANK): data-parallel training, and ``enhance``/``eval --data`` sharded by file. Gloo on
+CPU, NCCL on CUDA, each process on ``cuda:LOCAL_RANK``.
 
-Outside torchrun everything here is a no-op, so the training loop has one code path.
+Outside torchrun everything here is a no-op, so each command has one code path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as torch_dist
@@ -14,6 +19,10 @@ from torch import nn
 
 from llenhance.data import EpochSampler
 from llenhance.devices import resolve_device
+from llenhance.evaluation import EvalReport
+from llenhance.inference import BatchReport
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -79,6 +88,44 @@ class DistributedContext:
         torch_dist.broadcast(tensor, src=0)
         return float(tensor.item())
 
+    def shard(self, items: Sequence[T]) -> list[T]:
+        """This process's share of ``items`` (every ``world_size``-th from ``rank``): over all
+        ranks, each item exactly once. Every rank must list the same items in the same order."""
+        return list(items[self.rank :: self.world_size])
+
+    def gather(self, value: T) -> list[T]:
+        """Every rank's ``value`` (any picklable object), in rank order, on every rank."""
+        if not self.enabled:
+            return [value]
+        values: list = [None] * self.world_size
+        torch_dist.all_gather_object(values, value)
+        return values
+
+    def gather_batch(self, report: BatchReport) -> BatchReport:
+        """One :class:`BatchReport` for the whole run, on every rank (the summary is rank 0's to
+        print; every rank knows whether something failed)."""
+        if not self.enabled:
+            return report
+        reports = self.gather(report)
+        return BatchReport(
+            done=[job for r in reports for job in r.done],
+            skipped=[job for r in reports for job in r.skipped],
+            failed=[failure for r in reports for failure in r.failed],
+            seconds=max(r.seconds for r in reports),
+            megapixels=sum(r.megapixels for r in reports),
+        )
+
+    def gather_eval(self, report: EvalReport) -> EvalReport:
+        """One :class:`EvalReport` for the whole set, images in name order as one process
+        scores them."""
+        if not self.enabled:
+            return report
+        reports = self.gather(report)
+        return EvalReport(
+            results=sorted((r for rep in reports for r in rep.results), key=lambda r: r.name),
+            problems=[p for rep in reports for p in rep.problems],
+        )
+
     def barrier(self) -> None:
         if self.enabled:
             torch_dist.barrier()
@@ -86,3 +133,13 @@ class DistributedContext:
     def close(self) -> None:
         if self.enabled and torch_dist.is_initialized():
             torch_dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def launched(device_name: str = "auto") -> Iterator[DistributedContext]:
+    """The process group torchrun describes (if any) for the length of a command."""
+    context = DistributedContext.from_env(device_name)
+    try:
+        yield context
+    finally:
+        context.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -193,16 +194,18 @@ def plan_jobs(
     fmt: str | None = None,
     suffix: str = "_enhanced",
 ) -> list[Job]:
-    """Map inputs to outputs: an output with an extension is a file (one input only); otherwise
-    it is a directory (made if needed). Without ``-o``, results go beside
-    the inputs with ``suffix`` added to the name."""
+    """Map inputs to outputs: an output with an extension and no trailing slash is a file (one
+    input only); otherwise it is a directory. Without ``-o``, results go beside the inputs
+    with ``suffix`` added to the name. Everything is checked here, before any work: missing
+    folders (parents too) must be creatable; :func:`enhance_files` makes them as it writes."""
     sources = list_images(inputs)
     if fmt is not None and fmt.lower() not in FORMATS:
         raise UserError(f"--format {fmt}: expected one of {', '.join(sorted(set(FORMATS)))}")
     ext = FORMATS[fmt.lower()] if fmt else None
     if output is not None:
         out = Path(output)
-        is_file = out.suffix != "" and not out.is_dir()
+        trailing_slash = str(output).endswith(("/", os.sep))
+        is_file = out.suffix != "" and not out.is_dir() and not trailing_slash
         if is_file:
             if out.suffix.lower() not in IMAGE_EXTENSIONS:
                 raise UserError(
@@ -213,13 +216,12 @@ def plan_jobs(
                 raise UserError(
                     f"-o {out}: {len(sources)} inputs need an output directory, not a file"
                 )
+            _check_creatable(out.parent, out)
             jobs = [Job(sources[0], out)]
         else:
             if out.exists() and not out.is_dir():
                 raise UserError(f"-o {out}: exists and is not a directory")
-            if not out.parent.is_dir():
-                raise UserError(f"-o {out}: parent directory {out.parent} does not exist")
-            out.mkdir(exist_ok=True)
+            _check_creatable(out, out)
             jobs = [Job(s, out / f"{s.stem}{ext or s.suffix}") for s in sources]
     else:
         jobs = [Job(s, s.with_name(f"{s.stem}{suffix}{ext or s.suffix}")) for s in sources]
@@ -235,6 +237,17 @@ def plan_jobs(
             )
         seen[target] = job.source
     return jobs
+
+
+def _check_creatable(folder: Path, option: Path) -> None:
+    """A folder that exists, or whose nearest existing ancestor is a writable directory."""
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"-o {option}: {ancestor} is not a directory")
+    if ancestor != folder and not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"-o {option}: cannot create {folder} ({ancestor} is not writable)")
 
 
 class BatchCallbacks:
@@ -293,6 +306,7 @@ def enhance_files(
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
 
         def spool_job(job: Job, alone: bool) -> tuple[SpooledImage, ImageInfo]:
+            job.target.parent.mkdir(parents=True, exist_ok=True)  # -o out/a/b/ (checked)
             check_output_path(job.target)  # before the decode, and before a spool beside it
             spooled, info = spool_image(job.source, job.target.parent)
             # The decoder's copy of the photo, freed in this thread's arena, which the model

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -25,8 +26,10 @@ from rich.progress import (
 from rich.table import Table
 
 from llenhance.atomic import atomic_path
+from llenhance.catalog import ModelEntry
+from llenhance.defaults import DEFAULT_MODEL, DEFAULT_VAL_SPLIT
 from llenhance.evaluation import EvalReport
-from llenhance.inference import BatchCallbacks, BatchReport, Job
+from llenhance.inference import BatchCallbacks, BatchReport, Enhancer, Job
 from llenhance.metrics import Scores
 from llenhance.tone import TOLERANCE, Tone, tone_flags, tone_ratios
 from llenhance.training import EpochRecord, TrainConfig, TrainReporter
@@ -128,7 +131,7 @@ def progress_bar(**columns) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
-        transient=False,
+        transient=columns.get("transient", False),
         disable=columns.get("quiet", False),
     )
 
@@ -169,6 +172,31 @@ class RichBatchCallbacks(BatchCallbacks):
         self.progress.update(self.images, advance=1, rate=rate)
 
 
+class EvalProgress:
+    """The bars of ``enhance`` (images, and the tiles of the current one with MP/s) for
+    ``eval --data``: call it in place of the enhancer, and ``done(name)`` after each image."""
+
+    def __init__(self, progress: Progress, enhancer: Enhancer, names: Sequence[str]) -> None:
+        self.bars = RichBatchCallbacks(progress, len(names))
+        self.enhancer = enhancer
+        self.names = list(names)
+        self.megapixels = 0.0
+        self.count = 0
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        self.megapixels = height * width / 1e6
+        label = Path(self.names[min(self.count, len(self.names) - 1)])
+        self.count += 1
+        self.bars.image_start(Job(label, label), self.enhancer.tiles_for(height, width))
+        return self.enhancer(
+            image, lambda done, total: self.bars.tile_done(done, total, self.megapixels)
+        )
+
+    def done(self, name: str) -> None:
+        self.bars.image_end(Job(Path(name), Path(name)), "done", self.megapixels)
+
+
 def batch_summary(report: BatchReport) -> None:
     rate = report.megapixels / report.seconds if report.seconds > 0 else 0.0
     console.print(
@@ -189,26 +217,85 @@ def problems_table(problems: Sequence[str], title: str) -> Table:
     return table
 
 
+def models_table(entries: Sequence[ModelEntry]) -> Table:
+    """``llenhance models``: the default model starred, PSNR to 2 decimals, SSIM and MAE to 4."""
+
+    def number(value: object, digits: int) -> str:
+        return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
+
+    table = Table(
+        title="llenhance models (val metrics stored in the shipped weights)",
+        caption=f"* the default: {DEFAULT_MODEL} enhances when no --model is given",
+    )
+    for name in ("model", "params", "weights", "val PSNR", "val SSIM", "val MAE", "description"):
+        table.add_column(name, justify="left" if name in ("model", "description") else "right")
+    for e in entries:
+        m = e.metrics
+        table.add_row(
+            f"{e.name}*" if e.name == DEFAULT_MODEL else e.name,
+            f"{e.parameters / 1e6:.2f} M",
+            "shipped" if e.weights else "-",
+            number(m.get("val_psnr"), 2),
+            number(m.get("val_ssim"), 4),
+            number(m.get("val_mae"), 4),
+            e.description,
+        )
+    return table
+
+
+_EPOCH_COLUMNS = (
+    ("epoch", 5),
+    ("loss", 8),
+    ("lr", 9),
+    ("val PSNR", 9),
+    ("val SSIM", 9),
+    ("val MAE", 8),
+    ("time", 7),
+    ("", 4),
+)
+
+
+def _epoch_line(cells: Sequence[str]) -> str:
+    return " ".join(
+        cell.rjust(width) for cell, (_, width) in zip(cells, _EPOCH_COLUMNS, strict=True)
+    )
+
+
+def validation_note(config: TrainConfig, n_val: int) -> str:
+    """What the run validates on, said in the header (a held-out share is easy to miss)."""
+    if config.val:
+        return f"validating on {n_val} pairs from {config.val}"
+    if not n_val:
+        return "validating on nothing (--val-split 0: no best weights, no val curves)"
+    share = f"{config.val_split:.0%} of --data by scene"
+    if config.val_split == DEFAULT_VAL_SPLIT:
+        share += ", the default: --val DIR or --val-split to change"
+    return f"validating on {n_val} held out ({share})"
+
+
 class RichTrainReporter(TrainReporter):
-    """A progress bar per epoch and one table row per epoch with loss and validation metrics."""
+    """A transient progress bar per epoch above one table that grows a row per epoch."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
         self.progress: Progress | None = None
         self.task: TaskID | None = None
         self.losses: list[float] = []
+        self.header_printed = False
 
     def start(self, config: TrainConfig, n_train: int, n_val: int, params: int) -> None:
         console.print(
             f"training [bold]{config.model}[/] ({params / 1e6:.2f} M parameters) "
-            f"on {n_train} pairs, "
-            f"validating on {n_val}; {config.epochs} epochs, batch {config.batch_size}, patch "
-            f"{config.patch}, loss {config.loss}, out {config.out}"
+            f"on {n_train} pairs, {validation_note(config, n_val)}; {config.epochs} epochs, "
+            f"batch {config.batch_size}, patch {config.patch}, loss {config.loss}, "
+            f"out {config.out}"
         )
 
     def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
         self.losses = []
-        self.progress = progress_bar(quiet=self.quiet)
+        # a terminal shows the bar and then erases it; a log gets only the table's rows
+        quiet = self.quiet or not err_console.is_terminal
+        self.progress = progress_bar(quiet=quiet, transient=True)
         self.progress.start()
         self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=batches, rate="")
 
@@ -221,35 +308,28 @@ class RichTrainReporter(TrainReporter):
     def epoch_end(self, record: EpochRecord) -> None:
         if self.progress is not None:
             self.progress.stop()
-        table = Table(
-            show_header=record.epoch == 1 or self.quiet is False and record.epoch % 20 == 1
-        )
-        for name, width in (
-            ("epoch", 6),
-            ("loss", 8),
-            ("lr", 9),
-            ("val PSNR", 9),
-            ("val SSIM", 9),
-            ("val MAE", 8),
-            ("time", 8),
-            ("", 5),
-        ):
-            table.add_column(name, justify="right", width=width)
+        if not self.header_printed:
+            header = _epoch_line([name for name, _ in _EPOCH_COLUMNS])
+            console.print(f"[bold]{header}[/]")
+            console.print("-" * len(header))
+            self.header_printed = True
 
         def opt(value: float | None, fmt: str) -> str:
             return "-" if value is None else format(value, fmt)
 
-        table.add_row(
-            str(record.epoch),
-            f"{record.train_loss:.4f}",
-            f"{record.lr:.2e}",
-            opt(record.val_psnr, ".2f"),
-            opt(record.val_ssim, ".4f"),
-            opt(record.val_mae, ".4f"),
-            f"{record.seconds:.0f} s",
-            "best" if record.best else "",
+        line = _epoch_line(
+            [
+                str(record.epoch),
+                f"{record.train_loss:.4f}",
+                f"{record.lr:.2e}",
+                opt(record.val_psnr, ".2f"),
+                opt(record.val_ssim, ".4f"),
+                opt(record.val_mae, ".4f"),
+                f"{record.seconds:.0f} s",
+                "best" if record.best else "",
+            ]
         )
-        console.print(table)
+        console.print(line, soft_wrap=True)
 
     def note(self, text: str) -> None:
         err_console.print(f"[yellow]{text}[/]")

@@ -22,11 +22,11 @@ from torch import nn
 from llenhance.archs import ArchSpec
 from llenhance.archs.context import whole_image_context
 from llenhance.bands import RowSource
+from llenhance.defaults import DEFAULT_TILE
 from llenhance.errors import UserError
 from llenhance.exposure import apply_exposure, check_exposure
 from llenhance.images import to_float, to_uint8, to_uint16
 
-DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 96
 SEAM_FRACTION = 0.2
 """Share of the overlap (its middle) over which neighbouring tiles are cross-faded."""

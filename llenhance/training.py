@@ -50,7 +50,8 @@ class TrainConfig:
     model: str = "unet-res"
     model_config: dict[str, Any] = field(default_factory=dict)
     val: str | None = None
-    val_split: float = 0.0
+    val_split: float = 0.1
+    """Share of ``data`` held out for validation when no ``val`` folder is given (0: none)."""
     synthesize: bool = False
     photos: str | None = None
     """Also train on low-light pairs synthesised from the photos in this folder."""
@@ -157,19 +158,18 @@ class _StopFlag:
 
 def _datasets(config: TrainConfig, spec):
     """The training dataset and the validation source (pairs on disk or synthetic arrays)."""
-    if config.val and config.val_split:
-        raise UserError("give either --val or --val-split, not both")
     val: list = find_pairs(config.val) if config.val else []
+    split = 0.0 if config.val else config.val_split  # a --val folder replaces the held-out share
     if config.synthesize:
         photos = find_photos(config.data)
-        if config.val_split:
-            photos, held_out = split_pairs(photos, config.val_split, config.seed)
+        if split:
+            photos, held_out = split_pairs(photos, split, config.seed)
             val = synthetic_validation(held_out, config.seed)
         dataset = SyntheticPairDataset(photos, config.patch, spec.context_fn, seed=config.seed)
     else:
         pairs = find_pairs(config.data)
-        if config.val_split:
-            pairs, val = split_pairs(pairs, config.val_split, config.seed)
+        if split:
+            pairs, val = split_pairs(pairs, split, config.seed)
         dataset = PairDataset(
             pairs,
             config.patch,

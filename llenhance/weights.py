@@ -1,7 +1,7 @@
 """Self-describing weights: safetensors tensors plus metadata naming the architecture, its config,
 the training data and command, and the measured metrics. Never pickle.
 
-Names resolve in this order: an existing path, a file shipped in ``weights/``, a Hugging Face Hub
+Names resolve in this order: an existing path, a shipped file, a Hugging Face Hub
 reference (``hf://owner/repo/file.safetensors``, or ``owner/repo`` holding one weights file).
 """
 
@@ -23,9 +23,21 @@ from llenhance.archs import arch_names, create_model, get_arch
 from llenhance.atomic import atomic_path
 from llenhance.errors import UserError
 
-SHIPPED_DIR = Path(
-    os.environ.get("LLENHANCE_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights")
-)
+
+def _shipped_dir() -> Path:
+    """Where the shipped weights are: ``LLENHANCE_WEIGHTS_DIR`` if set; else the copy a wheel
+    installs as ``llenhance/_weights``; else the repository's ``weights/`` (a checkout, or an
+    editable install)."""
+    if os.environ.get("LLENHANCE_WEIGHTS_DIR"):
+        return Path(os.environ["LLENHANCE_WEIGHTS_DIR"])
+    package = Path(__file__).resolve().parent
+    installed = package / "_weights"
+    if any(installed.glob("*.safetensors")):
+        return installed
+    return package.parent / "weights"
+
+
+SHIPPED_DIR = _shipped_dir()
 _PREFIX = "llenhance."
 
 

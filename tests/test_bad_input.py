@@ -77,8 +77,9 @@ def _make(kind: str, tmp: Path) -> list[str]:
         return ["enhance", tmp / "nothing", "-o", tmp / "out"]
     if kind == "missing-input":
         return ["enhance", tmp / "missing.png"]
-    if kind == "missing-output-dir":
-        return ["enhance", img, "-o", tmp / "no" / "such" / "dir" / "o.png"]
+    if kind == "output-ancestor-is-file":
+        (tmp / "afile2").write_text("x")
+        return ["enhance", img, "-o", tmp / "afile2" / "such" / "dir" / "o.png"]
     if kind == "output-parent-is-file":
         (tmp / "afile").write_text("x")
         return ["enhance", img, "-o", tmp / "afile" / "o.png"]
@@ -181,7 +182,7 @@ CASES = {
     "bomb": "decompression bomb",
     "empty-directory": "nothing",
     "missing-input": "missing.png",
-    "missing-output-dir": "does not exist",
+    "output-ancestor-is-file": "afile2 is not a directory",
     "output-parent-is-file": "afile",
     "output-is-input": "overwrite an input",
     "output-exists": "already exists",

@@ -119,6 +119,7 @@ def test_eval_model_on_lol_folder_and_save(tmp_path, tiny_weights):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["000.png", "001.png"]
     assert json.loads((tmp_path / "m.json").read_text())["mean"]["ssim"] > 0
+    assert "images" in result.output and "2/2" in result.output  # enhance's progress bar
 
 
 def test_train_command_end_to_end(tmp_path):
@@ -288,3 +289,161 @@ def test_batch_memory_does_not_grow_with_the_number_of_images(tmp_path, tiny_wei
         tracemalloc.stop()
         assert len(report.done) == count
     assert peaks[1] < 1.25 * peaks[0]
+
+
+def test_output_folders_are_made_parents_too(tmp_path, shipped):
+    for name in ("a", "b"):
+        write_png(tmp_path / "in" / f"{name}.png", darken(scene(20, 24)))
+    nested = tmp_path / "out" / "a" / "b" / "c"
+    result = run("enhance", tmp_path / "in", "-o", f"{nested}/")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in nested.iterdir()) == ["a.png", "b.png"]
+    dotted = tmp_path / "out" / "v1.2"
+    result = run("enhance", tmp_path / "in", "-o", f"{dotted}/")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in dotted.iterdir()) == ["a.png", "b.png"]
+    single = tmp_path / "newdir" / "sub" / "bright.png"
+    result = run("enhance", tmp_path / "in" / "a.png", "-o", single)
+    assert result.exit_code == 0, result.output
+    assert read_rgb(single).shape == (20, 24, 3)
+
+
+@pytest.mark.parametrize(
+    ("output", "extra", "message"),
+    [
+        ("new/x.xyz", [], "unknown image extension .xyz"),
+        ("new/deeper/", ["--weights", "{tmp}/none.safetensors"], "none.safetensors"),
+        ("new/deeper/", ["--format", "gif"], "--format gif"),
+        ("new/x.png", ["--model", "unet-rse"], "did you mean 'unet-res'"),
+    ],
+)
+def test_output_checks_come_before_any_work(tmp_path, shipped, output, extra, message):
+    src = write_png(tmp_path / "dark.png", darken(scene(20, 24)))
+    args = [a.format(tmp=tmp_path) for a in extra]
+    result = run("enhance", src, "-o", tmp_path / output, *args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "new").exists()  # no folder made for a run that cannot start
+    assert "images" not in result.output  # no progress bar drawn
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_global_options_before_or_after_the_subcommand(tmp_path, shipped, where):
+    src = write_png(tmp_path / "dark.png", darken(scene(20, 24)))
+
+    def invoke(flag, *args):
+        args = [str(a) for a in args]
+        return runner.invoke(app, [flag, *args] if where == "before" else [*args, flag])
+
+    quiet = invoke("--quiet", "enhance", src, "-o", tmp_path / "q.png")
+    assert quiet.exit_code == 0, quiet.output
+    assert "images" not in quiet.output and "enhanced 1" in quiet.output
+    verbose = invoke("--verbose", "enhance", src, "-o", tmp_path / "v.png")
+    assert verbose.exit_code == 0 and "dark.png ->" in verbose.output
+    debug = invoke("--debug", "enhance", tmp_path / "missing.png")
+    assert debug.exit_code != 0 and "missing.png" in str(debug.exception)
+    plain = run("enhance", src, "-o", tmp_path / "p.png")  # flags do not stick to the next run
+    assert "images" in plain.output and "dark.png ->" not in plain.output
+
+
+@pytest.mark.parametrize(
+    "args", [["--version"], ["--help"], ["enhance", "--help"], ["models", "--help"]]
+)
+def test_version_and_help_do_not_import_torch(args):
+    script = (
+        "import sys\n"
+        f"sys.argv = ['llenhance', *{args!r}]\n"
+        "from llenhance.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "heavy = [m for m in ('torch', 'numpy', 'cv2', 'pyvips', 'pygments') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout
+
+
+def test_light_defaults_match_the_library():
+    from llenhance import defaults, images, tiling
+    from llenhance.archs import arch_names
+    from llenhance.catalog import DEFAULT_MODEL
+    from llenhance.training import TrainConfig
+
+    assert sorted(defaults.MODEL_NAMES) == sorted(arch_names())
+    assert defaults.MODEL_NAMES[0] == DEFAULT_MODEL == defaults.DEFAULT_MODEL
+    assert defaults.DEFAULT_TILE == tiling.DEFAULT_TILE
+    assert defaults.PNG_COMPRESSION == images.PNG_COMPRESSION
+    assert TrainConfig(data="x").val_split == defaults.DEFAULT_VAL_SPLIT
+
+
+def test_model_help_names_the_default_and_the_choices():
+    text = " ".join(
+        runner.invoke(app, ["enhance", "--help"], env={"COLUMNS": "200"}).output.split()
+    )
+    assert "Default: unet-res" in text
+    for name in ("cgnet", "dncnn", "histnet", "llid", "mirnet", "se-resnet"):
+        assert name in text
+
+
+def test_models_marks_the_default_and_aligns_decimals():
+    from rich.console import Console
+
+    from llenhance.catalog import ModelEntry
+    from llenhance.render import models_table
+
+    entries = [
+        ModelEntry(
+            "unet-res", "u", 1, "w", {"val_psnr": 23.8, "val_ssim": 0.81, "val_mae": 0.1}, {}
+        ),
+        ModelEntry("llid", "l", 1, None, {}, {}),
+    ]
+    console = Console(width=200, record=True)
+    console.print(models_table(entries))
+    text = console.export_text()
+    assert "unet-res*" in text and "* the default" in text and "llid*" not in text
+    assert "23.80" in text and "0.8100" in text and "0.1000" in text
+
+
+def test_train_holds_out_a_default_split_and_prints_one_table(tmp_path):
+    data = make_pairs(tmp_path / "train", 6)
+    args = ["train", "--data", data, *TINY_TRAIN_ARGS, "--epochs", "3", "--device", "cpu"]
+    result = run(*args, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "on 5 pairs, validating on 1 held out (10% of --data, the default" in text
+    assert "best weights: -" not in text and (tmp_path / "run" / "best.safetensors").exists()
+    lines = result.output.splitlines()
+    assert sum("val PSNR" in line for line in lines) == 1  # one header, one row per epoch
+    rows = [line.split() for line in lines if line.strip()[:1].isdigit()]
+    assert [row[0] for row in rows] == ["1", "2", "3"]
+    assert not any(c in result.output for c in "┏┃└")  # no boxed table per epoch
+    none = run(*args, "--val-split", "0", "--out", tmp_path / "none")
+    assert none.exit_code == 0 and "validating on nothing" in none.output
+    both = run(*args, "--val", data, "--val-split", "0.2", "--out", tmp_path / "both")
+    assert both.exit_code == 2 and "either --val or --val-split" in both.output
+
+
+def test_an_explicit_val_folder_replaces_the_default_split(tmp_path):
+    from llenhance.training import TrainConfig, TrainReporter, train
+
+    data = make_pairs(tmp_path / "train", 4)
+    val = make_pairs(tmp_path / "val", 2, seed=30)
+    seen = {}
+
+    class Reporter(TrainReporter):
+        def start(self, config, n_train, n_val, params):
+            seen.update(train=n_train, val=n_val)
+
+    config = TrainConfig(
+        data=str(data),
+        val=str(val),
+        model_config={"width": 4, "depth": 2, "unshuffle": 2},
+        epochs=1,
+        batch_size=2,
+        patch=32,
+        out=str(tmp_path / "run"),
+        device="cpu",
+    )
+    assert config.val_split == 0.1
+    train(config, Reporter())
+    assert seen == {"train": 4, "val": 2}

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -86,3 +88,64 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
     initial = create_model("unet-res", **json.loads(CONFIG)).state_dict()
     moved = max(float((b[k] - initial[k]).abs().max()) for k in b if b[k].is_floating_point())
     assert moved > 2e-3  # the runs trained: equal results are not just equal initialisations
+
+
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "llenhance",
+        *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
+def test_torchrun_enhance_and_eval_shard_by_file(tmp_path, tiny_weights):
+    """Each photo once, the same pixels as one process, one summary, resumable."""
+    from typer.testing import CliRunner
+
+    from llenhance.cli import app
+    from llenhance.images import read_rgb
+    from tests.conftest import darken, make_pairs, scene, write_png
+
+    for i in range(5):
+        write_png(tmp_path / "in" / f"p{i}.png", darken(scene(24 + 4 * i, 40, seed=i)))
+    weights = ["--weights", str(tiny_weights), "--device", "cpu"]
+    one = CliRunner().invoke(
+        app, ["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "one"), *weights]
+    )
+    assert one.exit_code == 0, one.output
+
+    out = tmp_path / "ddp" / "nested"
+    done = _torchrun("enhance", str(tmp_path / "in"), "-o", str(out), *weights)
+    assert done.stdout.count("enhanced ") == 1 and "enhanced 5, skipped 0" in done.stdout
+    assert sorted(p.name for p in out.iterdir()) == [f"p{i}.png" for i in range(5)]
+    for i in range(5):
+        a, b = read_rgb(out / f"p{i}.png"), read_rgb(tmp_path / "one" / f"p{i}.png")
+        assert np.array_equal(a, b)
+
+    # a killed run resumes: what exists is skipped, the rest is done, each once
+    for i in (1, 4):
+        (out / f"p{i}.png").unlink()
+    again = _torchrun("enhance", str(tmp_path / "in"), "-o", str(out), *weights)
+    assert "enhanced 2, skipped 3" in again.stdout
+
+    data = make_pairs(tmp_path / "pairs", 5)
+    single = CliRunner().invoke(
+        app, ["eval", "--data", str(data), *weights, "--json", str(tmp_path / "one.json")]
+    )
+    assert single.exit_code == 0, single.output
+    done = _torchrun("eval", "--data", str(data), *weights, "--json", str(tmp_path / "ddp.json"))
+    assert done.stdout.count("mean of 5") == 1
+    a = json.loads((tmp_path / "one.json").read_text())
+    b = json.loads((tmp_path / "ddp.json").read_text())
+    assert [r["image"] for r in b["images"]] == [r["image"] for r in a["images"]]
+    assert b["mean"] == pytest.approx(a["mean"], abs=1e-9)
