@@ -410,7 +410,7 @@ def test_train_holds_out_a_default_split_and_prints_one_table(tmp_path):
     result = run(*args, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "on 5 pairs, validating on 1 held out (10% of --data, the default" in text
+    assert "on 5 pairs, validating on 1 held out (10% of --data by scene, the default" in text
     assert "best weights: -" not in text and (tmp_path / "run" / "best.safetensors").exists()
     lines = result.output.splitlines()
     assert sum("val PSNR" in line for line in lines) == 1  # one header, one row per epoch
