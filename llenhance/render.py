@@ -82,7 +82,7 @@ def tone_table(report: EvalReport) -> Table | None:
         return None
     pred, ref = tones
     ratios = tone_ratios(pred, ref)
-    table = Table(title=f"tone, mean of {len(report.results)} (--json/--csv: per image)")
+    table = Table(title=f"tone over {len(report.results)} images (--json/--csv: per image)")
     for name in ("", "prediction", "reference", "ratio", "band"):
         table.add_column(name, justify="left" if not name else "right")
     labels = {"black": "black level (2nd pct. luma)", "luma": "mean luma", "chroma": "chroma"}
