@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ import torch.nn.functional as F
 from llenhance.archs import arch_names, count_parameters, create_model, get_arch
 from llenhance.archs.blocks import local_mean
 from llenhance.archs.llid import LocalSubspaceProjection, rgb_to_ycbcr, ycbcr_to_rgb
+from llenhance.errors import UserError
 
 torch.set_num_threads(1)
 
@@ -194,6 +197,33 @@ def test_default_config_size(name: str) -> None:
     assert all(isinstance(v, (int, float, bool, str)) for v in spec.defaults.values())
     n = count_parameters(create_model(name))
     assert 50_000 < n < 1_500_000, n
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_registered_class_is_the_builder(name: str) -> None:
+    """The class's keyword defaults are the config, and building it directly validates the same."""
+    spec = get_arch(name)
+    assert isinstance(spec.builder, type)
+    model = create_model(name, **SMALL[name])
+    assert type(model) is spec.builder
+    assert set(inspect.signature(spec.builder).parameters) == set(spec.defaults)
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "message"),
+    [
+        ("cgnet", {"pool": 2}, "pool must be a positive odd number of pixels, got 2"),
+        ("mirnet", {"pool": 4}, "pool must be a positive odd number of pixels, got 4"),
+        ("se-resnet", {"pool": 0}, "pool must be a positive odd number of pixels, got 0"),
+        ("llid", {"window": 2}, "window must be a positive odd number of pixels, got 2"),
+        ("llid", {"a_pool": 4}, "a_pool must be a positive odd number of pixels, got 4"),
+    ],
+)
+def test_pool_widths_are_checked_by_the_class(name: str, config: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        get_arch(name).builder(**config)
+    with pytest.raises(UserError, match=message):
+        create_model(name, **config)
 
 
 def test_local_mean_matches_avg_pool_without_padding_counts() -> None:
