@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -325,3 +328,18 @@ class _Const(torch.nn.Module):
 
     def forward(self, _: torch.Tensor) -> torch.Tensor:
         return self.value
+
+
+def test_importing_archs_loads_no_image_io() -> None:
+    """Models compute on tensors: importing them must not pull in the codecs and spooling."""
+    code = (
+        "import sys, llenhance.archs\n"
+        "print(' '.join(m for m in sys.modules if m.startswith('llenhance')))\n"
+    )
+    root = Path(__file__).resolve().parents[1]  # "-c" imports from the working directory first
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.split()
+    assert "llenhance.archs" in out
+    io_modules = {"images", "bands", "banddecode", "png", "tiff", "jpeg", "webp", "bmp"}
+    assert not {f"llenhance.{name}" for name in io_modules} & set(out)
