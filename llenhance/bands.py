@@ -2,8 +2,8 @@
 
 The tiler reads its input and emits its output in bands of rows. A :class:`SpooledImage` keeps
 a decoded photo's pixels in an unlinked temporary file beside the output while it is enhanced,
-instead of in memory; :func:`shrink` makes a box-averaged small copy of any row source (for
-whole-image statistics and previews) without ever holding it whole.
+instead of in memory. (Box-averaged small copies of row sources, for whole-image statistics and
+previews, are made by :func:`llenhance.pixels.shrink`.)
 """
 
 from __future__ import annotations
@@ -12,23 +12,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
 
-import cv2
 import numpy as np
-
-BAND_ROWS = 256
-"""Rows per band where a band is read or written for its own sake (spooling, shrinking)."""
-
-
-class RowSource(Protocol):
-    """An HxWxC image whose rows can be read a band at a time: a numpy array, or a
-    :class:`SpooledImage`."""
-
-    @property
-    def shape(self) -> tuple[int, ...]: ...
-
-    def __getitem__(self, rows: slice) -> np.ndarray: ...
 
 
 class SpooledImage:
@@ -166,43 +151,3 @@ class RowEncoder:
         if not held:
             return None
         return held[0] if len(held) == 1 else np.concatenate(held)
-
-
-class Shrinker:
-    """Box-averages an image over ``factor`` x ``factor`` blocks as its bands of rows arrive, in
-    any heights (rows and columns beyond the last whole block are left out; uint8 is rounded)."""
-
-    def __init__(self, factor: int) -> None:
-        self.factor = max(1, factor)
-        self._rest: np.ndarray | None = None
-        self._parts: list[np.ndarray] = []
-
-    def add(self, band: np.ndarray) -> None:
-        if self._rest is not None:
-            band = np.concatenate([self._rest, band])
-        k = self.factor
-        rows, cols = band.shape[0] // k * k, band.shape[1] // k * k
-        if cols == 0:
-            raise ValueError(f"cannot shrink a {band.shape[1]}-pixel-wide image by {k}")
-        if rows:
-            size = (cols // k, rows // k)
-            small = cv2.resize(band[:rows, :cols], size, interpolation=cv2.INTER_AREA)
-            self._parts.append(small.reshape(size[1], size[0], -1))
-        self._rest = band[rows:].copy() if rows < band.shape[0] else None
-
-    def result(self) -> np.ndarray:
-        if not self._parts:
-            raise ValueError(f"an image needs {self.factor} rows to shrink by {self.factor}")
-        return np.concatenate(self._parts)
-
-
-def shrink(image: RowSource, factor: int) -> np.ndarray:
-    """``image`` box-averaged over ``factor`` x ``factor`` blocks (see :class:`Shrinker`), read
-    a band at a time; ``factor`` 1 returns the image itself as an array."""
-    if factor <= 1:
-        return np.asarray(image[:])
-    shrinker = Shrinker(factor)
-    step = factor * max(1, BAND_ROWS // factor)
-    for top in range(0, image.shape[0], step):
-        shrinker.add(np.asarray(image[top : top + step]))
-    return shrinker.result()

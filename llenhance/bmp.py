@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from llenhance.bands import BAND_ROWS, RowSource
+from llenhance.pixels import BAND_ROWS, RowSource
 
 _HEADERS = 14 + 40  # file header, BITMAPINFOHEADER
 _PIXELS_PER_METRE = int(96 * 39.3701 + 0.5)  # 96 dpi, as Pillow writes it

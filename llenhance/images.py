@@ -55,9 +55,11 @@ from PIL import Image, UnidentifiedImageError
 
 from llenhance import banddecode, bmp, webp
 from llenhance.banddecode import BandDecoder
-from llenhance.bands import BAND_ROWS, SpooledImage
+from llenhance.bands import SpooledImage
 from llenhance.errors import UserError
 from llenhance.jpeg import JpegEncoder
+from llenhance.pixels import BAND_ROWS, to_float
+from llenhance.pixels import to_native as _native
 from llenhance.png import PngEncoder
 from llenhance.tiff import LAYOUT_TAGS, TiffEncoder
 
@@ -170,33 +172,6 @@ def to_uint16(x: np.ndarray, *, in_place: bool = False) -> np.ndarray:
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
-
-
-def _native(arr: np.ndarray) -> np.ndarray:
-    """Decoded pixel data -> uint8, uint16 or float32 in [0, 1], without widening 8-bit data.
-
-    Keeping 8-bit pixels as uint8 until a tile needs them holds an 8K photo in 100 MB, not 400.
-    """
-    if arr.dtype in (np.uint8, np.uint16):
-        return arr
-    if arr.dtype.kind in "iu":  # Pillow mode "I": 16-bit data stored as int32
-        return np.clip(arr, 0, 65535).astype(np.uint16)
-    if arr.dtype.kind == "f":
-        return np.clip(np.nan_to_num(arr.astype(np.float32), nan=0.0), 0, 1)
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8) * np.uint8(255)
-    raise ValueError(f"unsupported pixel data type {arr.dtype}")
-
-
-def to_float(arr: np.ndarray) -> np.ndarray:
-    """uint8, uint16 or float pixel data -> float32 in [0, 1] (float input is passed through)."""
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / np.float32(255)
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float32) / np.float32(65535)
-    if arr.dtype.kind == "f":
-        return arr.astype(np.float32, copy=False)
-    return to_float(_native(arr))
 
 
 def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:

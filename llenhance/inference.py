@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from llenhance.archs import ArchSpec, get_arch
-from llenhance.bands import RowSource, Shrinker, SpooledImage, shrink
+from llenhance.bands import SpooledImage
 from llenhance.catalog import DEFAULT_MODEL
 from llenhance.devices import (
     fuse_batchnorm,
@@ -37,6 +37,7 @@ from llenhance.images import (
     write_image,
 )
 from llenhance.pictures import side_by_side
+from llenhance.pixels import RowSource, Shrinker, shrink
 from llenhance.tiling import (
     DEFAULT_TILE,
     TileProgress,

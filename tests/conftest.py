@@ -86,6 +86,6 @@ def shipped(tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch)
 
 def spooled_alpha(alpha) -> np.ndarray:
     """The alpha plane :func:`llenhance.images.spool_image` left on disk, as float32 HxW."""
-    from llenhance.images import to_float
+    from llenhance.pixels import to_float
 
     return to_float(alpha[:][:, :, 0])

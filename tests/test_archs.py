@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +16,7 @@ import torch.nn.functional as F
 from llenhance.archs import arch_names, count_parameters, create_model, get_arch
 from llenhance.archs.blocks import local_mean
 from llenhance.archs.llid import LocalSubspaceProjection, rgb_to_ycbcr, ycbcr_to_rgb
+from llenhance.errors import UserError
 
 torch.set_num_threads(1)
 
@@ -196,6 +202,33 @@ def test_default_config_size(name: str) -> None:
     assert 50_000 < n < 1_500_000, n
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_registered_class_is_the_builder(name: str) -> None:
+    """The class's keyword defaults are the config, and building it directly validates the same."""
+    spec = get_arch(name)
+    assert isinstance(spec.builder, type)
+    model = create_model(name, **SMALL[name])
+    assert type(model) is spec.builder
+    assert set(inspect.signature(spec.builder).parameters) == set(spec.defaults)
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "message"),
+    [
+        ("cgnet", {"pool": 2}, "pool must be a positive odd number of pixels, got 2"),
+        ("mirnet", {"pool": 4}, "pool must be a positive odd number of pixels, got 4"),
+        ("se-resnet", {"pool": 0}, "pool must be a positive odd number of pixels, got 0"),
+        ("llid", {"window": 2}, "window must be a positive odd number of pixels, got 2"),
+        ("llid", {"a_pool": 4}, "a_pool must be a positive odd number of pixels, got 4"),
+    ],
+)
+def test_pool_widths_are_checked_by_the_class(name: str, config: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        get_arch(name).builder(**config)
+    with pytest.raises(UserError, match=message):
+        create_model(name, **config)
+
+
 def test_local_mean_matches_avg_pool_without_padding_counts() -> None:
     x = torch.rand(2, 3, 13, 29)
     for k in (1, 3, 5, 15, 31):
@@ -295,3 +328,18 @@ class _Const(torch.nn.Module):
 
     def forward(self, _: torch.Tensor) -> torch.Tensor:
         return self.value
+
+
+def test_importing_archs_loads_no_image_io() -> None:
+    """Models compute on tensors: importing them must not pull in the codecs and spooling."""
+    code = (
+        "import sys, llenhance.archs\n"
+        "print(' '.join(m for m in sys.modules if m.startswith('llenhance')))\n"
+    )
+    root = Path(__file__).resolve().parents[1]  # "-c" imports from the working directory first
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.split()
+    assert "llenhance.archs" in out
+    io_modules = {"images", "bands", "banddecode", "png", "tiff", "jpeg", "webp", "bmp"}
+    assert not {f"llenhance.{name}" for name in io_modules} & set(out)

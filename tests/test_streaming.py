@@ -15,11 +15,12 @@ from PIL import Image
 
 from llenhance import images
 from llenhance.archs import create_model, get_arch
-from llenhance.bands import Shrinker, SpooledImage, shrink
+from llenhance.bands import SpooledImage
 from llenhance.errors import UserError
 from llenhance.images import ImageInfo, ImageWriter, read_image, spool_image, write_image
 from llenhance.inference import BatchCallbacks
 from llenhance.jpeg import JpegEncoder
+from llenhance.pixels import Shrinker, shrink, to_float
 from llenhance.png import PngEncoder
 from llenhance.tiff import TiffEncoder
 from llenhance.tiling import enhance_array, enhance_bands
@@ -233,7 +234,7 @@ def test_image_writer_in_bands_equals_write_image(tmp_path, suffix):
 def test_image_writer_reads_a_spooled_alpha_a_band_at_a_time(tmp_path, suffix):
     rgb = scene(37, 29)
     levels = np.arange(37 * 29, dtype=np.uint8).reshape(37, 29)
-    write_image(tmp_path / f"whole{suffix}", rgb, ImageInfo(alpha=images.to_float(levels)))
+    write_image(tmp_path / f"whole{suffix}", rgb, ImageInfo(alpha=to_float(levels)))
     with SpooledImage.blank(37, 29, 1, np.dtype(np.uint8), tmp_path) as alpha:
         alpha.place(0, 0, levels[:, :, None])
         with ImageWriter(tmp_path / f"bands{suffix}", 37, 29, ImageInfo(alpha=alpha)) as writer:

@@ -83,20 +83,29 @@ def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
+@register_arch(
+    "cgnet",
+    description="CGNet context-guided encoder (local context pooling) with a bilinear decoder",
+    multiple=8,
+    receptive_field=299,
+    tile=768,  # peak memory: benchmarks.speed
+    overlap=192,
+)
 class CGNetI2I(nn.Module):
     def __init__(
         self,
-        channels1: int,
-        channels2: int,
-        channels3: int,
-        blocks2: int,
-        blocks3: int,
-        dilation2: int,
-        dilation3: int,
-        reduction: int,
-        pool: int,
+        channels1: int = 32,
+        channels2: int = 64,
+        channels3: int = 128,
+        blocks2: int = 3,
+        blocks3: int = 2,
+        dilation2: int = 2,
+        dilation3: int = 4,
+        reduction: int = 8,
+        pool: int = 3,
     ) -> None:
         super().__init__()
+        check_pool(pool)
         if blocks2 < 1 or blocks3 < 1:
             raise UserError("cgnet blocks2 and blocks3 must be at least 1")
         c1, c2, c3 = channels1, channels2, channels3
@@ -131,35 +140,3 @@ class CGNetI2I(nn.Module):
         d = self.dec1(torch.cat([_up(d, s1), s1], dim=1))
         d = self.dec0(torch.cat([_up(d, x), x], dim=1))
         return torch.sigmoid(self.head(d))
-
-
-@register_arch(
-    "cgnet",
-    description="CGNet context-guided encoder (local context pooling) with a bilinear decoder",
-    multiple=8,
-    receptive_field=299,
-    tile=768,  # peak memory: benchmarks.speed
-    overlap=192,
-)
-def cgnet(
-    channels1: int = 32,
-    channels2: int = 64,
-    channels3: int = 128,
-    blocks2: int = 3,
-    blocks3: int = 2,
-    dilation2: int = 2,
-    dilation3: int = 4,
-    reduction: int = 8,
-    pool: int = 3,
-) -> nn.Module:
-    return CGNetI2I(
-        channels1,
-        channels2,
-        channels3,
-        blocks2,
-        blocks3,
-        dilation2,
-        dilation3,
-        reduction,
-        check_pool(pool),
-    )

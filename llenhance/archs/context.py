@@ -14,8 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llenhance.bands import RowSource, shrink
-from llenhance.images import to_float
+from llenhance.pixels import RowSource, shrink, to_float
 
 THUMBNAIL_SIDE = 64
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -52,7 +51,7 @@ def whole_image_context(
     image: RowSource, context_fn: Callable[[torch.Tensor], torch.Tensor]
 ) -> torch.Tensor:
     """``context_fn`` of an HxWx3 image (uint8, uint16 or float in [0, 1]; an array or any
-    :class:`~llenhance.bands.RowSource`) as a (1, K) tensor.
+    :class:`~llenhance.pixels.RowSource`) as a (1, K) tensor.
 
     Images larger than CONTEXT_INPUT_SIDE are first box-averaged band by band by a whole factor
     (so a photo of any size is never held as floats, nor whole) and then area-downscaled with

@@ -16,8 +16,14 @@ from llenhance.archs.registry import register_arch
 from llenhance.errors import UserError
 
 
+@register_arch(
+    "dncnn",
+    description="DnCNN: 17 conv+BN+ReLU layers predicting a residual added to the input",
+    multiple=1,
+    receptive_field=35,
+)
 class DnCNN(nn.Module):
-    def __init__(self, depth: int, channels: int) -> None:
+    def __init__(self, depth: int = 17, channels: int = 32) -> None:
         super().__init__()
         if depth < 2:
             raise UserError(f"dncnn depth must be at least 2, got {depth}")
@@ -34,13 +40,3 @@ class DnCNN(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         return (x + self.body(x)).clamp(0.0, 1.0)
-
-
-@register_arch(
-    "dncnn",
-    description="DnCNN: 17 conv+BN+ReLU layers predicting a residual added to the input",
-    multiple=1,
-    receptive_field=35,
-)
-def dncnn(depth: int = 17, channels: int = 32) -> nn.Module:
-    return DnCNN(depth=depth, channels=channels)

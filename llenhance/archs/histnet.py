@@ -75,8 +75,16 @@ class SpecialModule(nn.Module):
         return F.relu(self.norm(s + self.stage2(s)), inplace=True)
 
 
+@register_arch(
+    "histnet",
+    description="fitted percentile (histogram) mapping + CNN of special modules",
+    multiple=1,
+    receptive_field=37,
+    tile=768,  # peak memory: benchmarks.speed
+    context_fn=histogram_percentiles,
+)
 class HistNet(nn.Module):
-    def __init__(self, channels: int, modules: int, ridge: float) -> None:
+    def __init__(self, channels: int = 32, modules: int = 4, ridge: float = 1e-3) -> None:
         super().__init__()
         d = 3 * PERCENTILES
         self.ridge = ridge
@@ -149,15 +157,3 @@ def _is_channels_last(x: torch.Tensor) -> bool:
         and x.is_contiguous(memory_format=torch.channels_last)
         and not x.is_contiguous()
     )
-
-
-@register_arch(
-    "histnet",
-    description="fitted percentile (histogram) mapping + CNN of special modules",
-    multiple=1,
-    receptive_field=37,
-    tile=768,  # peak memory: benchmarks.speed
-    context_fn=histogram_percentiles,
-)
-def histnet(channels: int = 32, modules: int = 4, ridge: float = 1e-3) -> nn.Module:
-    return HistNet(channels=channels, modules=modules, ridge=ridge)

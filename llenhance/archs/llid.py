@@ -199,20 +199,29 @@ class SFTResBlock(nn.Module):
         return x + self.conv2(self.sft2(h, cond))
 
 
+@register_arch(
+    "llid",
+    description="denoise (latent subspace, grayscale) then relight (scattering model) + SFT refine",
+    multiple=4,
+    receptive_field=81,
+    tile=640,  # peak memory: benchmarks.speed
+)
 class LLID(nn.Module):
     def __init__(
         self,
-        gray_channels: int,
-        gray_depth: int,
-        basis: int,
-        window: int,
-        unet_width: int,
-        a_pool: int,
-        sft_channels: int,
-        sft_blocks: int,
+        gray_channels: int = 16,
+        gray_depth: int = 4,
+        basis: int = 4,
+        window: int = 7,
+        unet_width: int = 16,
+        a_pool: int = 7,
+        sft_channels: int = 24,
+        sft_blocks: int = 2,
         gray_weight: float = 0.5,
     ) -> None:
         super().__init__()
+        check_pool(window, "window")
+        check_pool(a_pool, "a_pool")
         g = gray_channels
         self.gray_weight = gray_weight
         self.gray_body = nn.Sequential(
@@ -253,34 +262,3 @@ class LLID(nn.Module):
             raise RuntimeError("auxiliary_loss needs a forward pass first")
         target = rgb_to_ycbcr(high.float())[:, :1]
         return self.gray_weight * F.l1_loss(self.last_gray.float(), target)
-
-
-@register_arch(
-    "llid",
-    description="denoise (latent subspace, grayscale) then relight (scattering model) + SFT refine",
-    multiple=4,
-    receptive_field=81,
-    tile=640,  # peak memory: benchmarks.speed
-)
-def llid(
-    gray_channels: int = 16,
-    gray_depth: int = 4,
-    basis: int = 4,
-    window: int = 7,
-    unet_width: int = 16,
-    a_pool: int = 7,
-    sft_channels: int = 24,
-    sft_blocks: int = 2,
-    gray_weight: float = 0.5,
-) -> nn.Module:
-    return LLID(
-        gray_channels,
-        gray_depth,
-        basis,
-        check_pool(window, "window"),
-        unet_width,
-        check_pool(a_pool, "a_pool"),
-        sft_channels,
-        sft_blocks,
-        gray_weight,
-    )

@@ -171,20 +171,6 @@ class RRG(nn.Module):
         return x + self.body(x)
 
 
-class MIRNet(nn.Module):
-    def __init__(
-        self, channels: int, factor: float, groups: int, blocks: int, reduction: int, pool: int
-    ) -> None:
-        super().__init__()
-        widths = [int(round(channels * factor**i)) for i in range(3)]
-        self.head = conv3x3(3, channels)
-        self.body = nn.Sequential(*(RRG(widths, blocks, reduction, pool) for _ in range(groups)))
-        self.tail = conv3x3(channels, 3)
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        return (x + self.tail(self.body(self.head(x)))).clamp(0.0, 1.0)
-
-
 @register_arch(
     "mirnet",
     description="MIRNet: multi-scale residual blocks, dual attention, SKFF (local pooling)",
@@ -192,12 +178,22 @@ class MIRNet(nn.Module):
     receptive_field=247,
     tile=768,  # peak memory: benchmarks.speed
 )
-def mirnet(
-    channels: int = 16,
-    factor: float = 1.5,
-    groups: int = 1,
-    blocks: int = 2,
-    reduction: int = 4,
-    pool: int = 7,
-) -> nn.Module:
-    return MIRNet(channels, factor, groups, blocks, reduction, check_pool(pool))
+class MIRNet(nn.Module):
+    def __init__(
+        self,
+        channels: int = 16,
+        factor: float = 1.5,
+        groups: int = 1,
+        blocks: int = 2,
+        reduction: int = 4,
+        pool: int = 7,
+    ) -> None:
+        super().__init__()
+        check_pool(pool)
+        widths = [int(round(channels * factor**i)) for i in range(3)]
+        self.head = conv3x3(3, channels)
+        self.body = nn.Sequential(*(RRG(widths, blocks, reduction, pool) for _ in range(groups)))
+        self.tail = conv3x3(channels, 3)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return (x + self.tail(self.body(self.head(x)))).clamp(0.0, 1.0)

@@ -1,7 +1,9 @@
-"""Architecture registry: one builder per CLI name, with a descriptor the tiler and trainer read.
+"""Architecture registry: a model class per CLI name, with a descriptor the tiler and trainer read.
 
 Modelled on timm's ``register_model``/``create_model`` and spandrel's size requirements: a model
-is built from its name and a config dict, and the descriptor says what inputs it can take.
+is built from its name and a config dict, and the descriptor says what inputs it can take. The
+registered class's ``__init__`` keyword defaults are the default config, so there is one place to
+change a default and no builder function repeating the constructor.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import difflib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -24,6 +26,7 @@ class ArchSpec:
 
     name: str
     builder: Callable[..., nn.Module]
+    """The registered model class (anything called with the config as keywords)."""
     description: str
     multiple: int = 1
     """Input height and width must be a multiple of this (the tiler pads, then crops back)."""
@@ -75,6 +78,8 @@ class ArchSpec:
 
 _REGISTRY: dict[str, ArchSpec] = {}
 
+ModelClass = TypeVar("ModelClass", bound=type[nn.Module])
+
 
 def register_arch(
     name: str,
@@ -88,18 +93,22 @@ def register_arch(
     context_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     size_fn: Callable[[dict[str, Any]], tuple[int, int]] | None = None,
     legacy_config: dict[str, Any] | None = None,
-) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a builder whose keyword defaults are the architecture's default config."""
+) -> Callable[[ModelClass], ModelClass]:
+    """Register a model class whose ``__init__`` keyword defaults are the default config.
 
-    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        defaults = {
-            key: param.default
-            for key, param in inspect.signature(builder).parameters.items()
-            if param.default is not inspect.Parameter.empty
-        }
+    Every constructor parameter is a config key, so each needs a default (a weights file stores
+    the full config, and ``create_model(name)`` must build the default model).
+    """
+
+    def decorate(cls: ModelClass) -> ModelClass:
+        params = inspect.signature(cls).parameters
+        missing = [key for key, param in params.items() if param.default is param.empty]
+        if missing:
+            raise TypeError(f"{cls.__name__}: config parameter(s) without default: {missing}")
+        defaults = {key: param.default for key, param in params.items()}
         _REGISTRY[name] = ArchSpec(
             name=name,
-            builder=builder,
+            builder=cls,
             description=description,
             multiple=multiple,
             receptive_field=receptive_field,
@@ -113,7 +122,7 @@ def register_arch(
         )
         if size_fn is not None:
             _REGISTRY[name] = _REGISTRY[name].for_config({})
-        return builder
+        return cls
 
     return decorate
 

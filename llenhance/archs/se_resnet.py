@@ -39,17 +39,25 @@ class SEResBlock(nn.Module):
         return x + self.se(self.body(x))
 
 
+@register_arch(
+    "se-resnet",
+    description="residual learning with local squeeze-excitation blocks, LeakyReLU, full res",
+    multiple=1,
+    receptive_field=115,
+    tile=768,  # peak memory: benchmarks.speed
+)
 class SEResNet(nn.Module):
     def __init__(
         self,
-        channels: int,
-        blocks: int,
-        reduction: int,
-        pool: int,
-        slope: float,
-        batch_norm: bool,
+        channels: int = 32,
+        blocks: int = 6,
+        reduction: int = 4,
+        pool: int = 15,
+        slope: float = 0.2,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
+        check_pool(pool)
         self.head = nn.Sequential(conv3x3(3, channels), nn.LeakyReLU(slope, inplace=True))
         self.body = nn.Sequential(
             *(SEResBlock(channels, reduction, pool, slope, batch_norm) for _ in range(blocks)),
@@ -63,21 +71,3 @@ class SEResNet(nn.Module):
         h = self.head(x)
         h = h + self.body(h)
         return (x + self.tail(h)).clamp(0.0, 1.0)
-
-
-@register_arch(
-    "se-resnet",
-    description="residual learning with local squeeze-excitation blocks, LeakyReLU, full res",
-    multiple=1,
-    receptive_field=115,
-    tile=768,  # peak memory: benchmarks.speed
-)
-def se_resnet(
-    channels: int = 32,
-    blocks: int = 6,
-    reduction: int = 4,
-    pool: int = 15,
-    slope: float = 0.2,
-    batch_norm: bool = False,
-) -> nn.Module:
-    return SEResNet(channels, blocks, reduction, check_pool(pool), slope, batch_norm)

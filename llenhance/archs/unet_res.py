@@ -46,9 +46,46 @@ class ResidualBlock(nn.Module):
         return F.relu(self.body(x) + self.shortcut(x), inplace=True)
 
 
+def receptive_field(depth: int, unshuffle: int = 1) -> int:
+    """Input pixels (per side) one output pixel can depend on, walking the layers in order.
+
+    Each 3x3 conv adds 2 steps of the current stride, each 2x2 pool and each bilinear 2x
+    upsampling adds one; pixel (un)shuffle scales the stride by ``unshuffle``.
+    """
+    size, step = unshuffle, unshuffle
+    size += 4 * step  # first encoder block: two 3x3 convs
+    for _ in range(depth):
+        size += step  # max-pool
+        step *= 2
+        size += 4 * step
+    for _ in range(depth):
+        size += step  # bilinear upsampling reads two neighbours
+        step //= 2
+        size += 4 * step
+    return size + unshuffle - 1  # pixel shuffle: the output pixel's place in its block
+
+
+def _size_requirements(config: dict) -> tuple[int, int]:
+    """(multiple, receptive_field) of a unet-res config."""
+    depth, unshuffle = config["depth"], config["unshuffle"]
+    return unshuffle * 2**depth, receptive_field(depth, unshuffle)
+
+
+@register_arch(
+    "unet-res",
+    description="residual U-Net (VLG write-up) at half resolution with global exposure context",
+    context_fn=global_context,
+    size_fn=_size_requirements,
+    legacy_config={"unshuffle": 1},  # files from before 0.2 ran the U-Net at full resolution
+)
 class ResUNet(nn.Module):
     def __init__(
-        self, width: int, depth: int, use_context: bool, norm: str = "batch", unshuffle: int = 1
+        self,
+        width: int = 16,
+        depth: int = 3,
+        use_context: bool = True,
+        norm: str = "batch",
+        unshuffle: int = 2,
     ) -> None:
         super().__init__()
         if unshuffle < 1:
@@ -93,47 +130,3 @@ class ResUNet(nn.Module):
         if self.unshuffle > 1:
             h = F.pixel_shuffle(h, self.unshuffle)
         return torch.sigmoid(h)
-
-
-def receptive_field(depth: int, unshuffle: int = 1) -> int:
-    """Input pixels (per side) one output pixel can depend on, walking the layers in order.
-
-    Each 3x3 conv adds 2 steps of the current stride, each 2x2 pool and each bilinear 2x
-    upsampling adds one; pixel (un)shuffle scales the stride by ``unshuffle``.
-    """
-    size, step = unshuffle, unshuffle
-    size += 4 * step  # first encoder block: two 3x3 convs
-    for _ in range(depth):
-        size += step  # max-pool
-        step *= 2
-        size += 4 * step
-    for _ in range(depth):
-        size += step  # bilinear upsampling reads two neighbours
-        step //= 2
-        size += 4 * step
-    return size + unshuffle - 1  # pixel shuffle: the output pixel's place in its block
-
-
-def _size_requirements(config: dict) -> tuple[int, int]:
-    """(multiple, receptive_field) of a unet-res config."""
-    depth, unshuffle = config["depth"], config["unshuffle"]
-    return unshuffle * 2**depth, receptive_field(depth, unshuffle)
-
-
-@register_arch(
-    "unet-res",
-    description="residual U-Net (VLG write-up) at half resolution with global exposure context",
-    context_fn=global_context,
-    size_fn=_size_requirements,
-    legacy_config={"unshuffle": 1},  # files from before 0.2 ran the U-Net at full resolution
-)
-def unet_res(
-    width: int = 16,
-    depth: int = 3,
-    use_context: bool = True,
-    norm: str = "batch",
-    unshuffle: int = 2,
-) -> nn.Module:
-    return ResUNet(
-        width=width, depth=depth, use_context=use_context, norm=norm, unshuffle=unshuffle
-    )
