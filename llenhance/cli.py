@@ -36,8 +36,10 @@ def _guarded(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from llenhance.render import err_console
+        from llenhance.errors import terminate_as_interrupt
+        from llenhance.render import err_console, error_line
 
+        terminate_as_interrupt()
         try:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -45,17 +47,18 @@ def _guarded(command):
         except UserError as exc:
             if _state["debug"]:
                 raise
-            err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            err_console.print(error_line(str(exc)), soft_wrap=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]")
+            err_console.print("interrupted", style="yellow")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as exc:  # noqa: BLE001 - last line of defence for the user
             if _state["debug"]:
                 raise
             err_console.print(
-                f"[red]error:[/] unexpected {type(exc).__name__}: {exc} "
-                "(run with --debug for the traceback)",
+                error_line(
+                    f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+                ),
                 soft_wrap=True,
             )
             raise typer.Exit(EXIT_UNEXPECTED) from None
@@ -136,7 +139,7 @@ def enhance(
     from llenhance.inference import enhance_files, load_enhancer, plan_jobs
     from llenhance.render import RichBatchCallbacks, batch_summary, progress_bar
 
-    jobs = plan_jobs(inputs, output, fmt=fmt)
+    jobs = plan_jobs(inputs, output, fmt=fmt, compare=compare)
     if len(jobs) == 1 and jobs[0].target.exists() and not force:
         raise UserError(f"{jobs[0].target}: already exists (use --force to overwrite)")
     enhancer = load_enhancer(
@@ -189,9 +192,11 @@ def evaluate(
     tile: Tile = None,
     tile_overlap: Overlap = None,
     offline: Offline = False,
+    force: Annotated[bool, typer.Option(help="Overwrite existing output files.")] = False,
 ) -> None:
     """Score predictions against references (PSNR, SSIM, MAE, MSE), or a model on a LOL set."""
     from llenhance.evaluation import (
+        check_eval_outputs,
         evaluate_dirs,
         evaluate_enhancer,
         fetch_from_dirs,
@@ -201,13 +206,23 @@ def evaluate(
     from llenhance.inference import load_enhancer
     from llenhance.render import console, err_console, eval_table, problems_table, write_eval_files
 
+    if data is not None and (pred is not None or gt is not None):
+        raise UserError("give either --data (with --model/--weights) or --pred and --gt")
+    check_eval_outputs(
+        data=data,
+        pred=pred,
+        gt=gt,
+        save_dir=save,
+        json_path=json_out,
+        csv_path=csv_out,
+        grid_path=save_grid,
+        force=force,
+    )
     if data is not None:
-        if pred is not None or gt is not None:
-            raise UserError("give either --data (with --model/--weights) or --pred and --gt")
         enhancer = load_enhancer(
             model, weights, device=device, tile=tile, overlap=tile_overlap, offline=offline or None
         )
-        report = evaluate_enhancer(enhancer, data, gt_mean=gt_mean, save_dir=save)
+        report = evaluate_enhancer(enhancer, data, gt_mean=gt_mean, save_dir=save, force=force)
         title = f"{enhancer.info.arch} on {data}"
         fetch, columns = fetch_from_model(enhancer, data), ("input", "prediction", "reference")
     elif pred is not None and gt is not None:
@@ -217,9 +232,9 @@ def evaluate(
     else:
         raise UserError("give --pred and --gt folders, or --data with --model/--weights")
     if save_grid is not None:
-        save_worst_best_grid(report, fetch, save_grid, columns)
+        save_worst_best_grid(report, fetch, save_grid, columns, force=force)
     console.print(eval_table(report, title))
-    write_eval_files(report, json_out, csv_out)
+    write_eval_files(report, json_out, csv_out, force=force)
     if report.problems:
         err_console.print(problems_table(report.problems, "not scored"))
         if not allow_missing:
@@ -311,7 +326,7 @@ def train(
     try:
         result = run_training(config, RichTrainReporter(quiet=_state["quiet"]), resume=resume)
     except TrainingInterrupted as exc:
-        console.print(f"[yellow]{exc}[/]")
+        console.print(str(exc), style="yellow")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     console.print(f"best weights: {result.best_path or '-'}; last weights: {result.last_path}")
 
@@ -325,11 +340,11 @@ def models(
     from dataclasses import asdict
 
     from llenhance.catalog import list_models
-    from llenhance.render import console
+    from llenhance.render import console, json_text
 
     entries = list_models()
     if as_json:
-        typer.echo(json.dumps([asdict(e) for e in entries], indent=2))
+        typer.echo(json_text([asdict(e) for e in entries]))
         return
     table = Table(title="llenhance models (val metrics stored in the shipped weights)")
     for name in ("model", "params", "weights", "val PSNR", "val SSIM", "val MAE", "description"):
@@ -372,12 +387,13 @@ def export(
     half: Annotated[
         bool, typer.Option(help="Store float tensors as float16 (half the size).")
     ] = True,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing target.")] = False,
 ) -> None:
     """Copy weights after validating them, by default as float16 to share or ship."""
     from llenhance.render import console
     from llenhance.weights import export_weights
 
-    path = export_weights(source, target, half=half)
+    path = export_weights(source, target, half=half, force=force)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 

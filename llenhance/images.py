@@ -40,7 +40,6 @@ import glob
 import io
 import os
 import re
-import secrets
 import struct
 import threading
 import warnings
@@ -54,6 +53,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from llenhance import banddecode, bmp, webp
+from llenhance.atomic import check_target, create_temp, publish, write_error
 from llenhance.banddecode import BandDecoder
 from llenhance.bands import BAND_ROWS, SpooledImage
 from llenhance.errors import UserError
@@ -701,39 +701,24 @@ _MAX_SIDES = {"JPEG": 65535, "WEBP": webp.MAX_SIDE}  # what the formats can stor
 
 
 def _create_temp(directory: Path, name: str, suffix: str) -> tuple[int, Path]:
-    # os.open with mode 0o666 so the final file gets the usual umask-based permissions
-    # (tempfile.mkstemp would create it 0600).
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = directory / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary file in {directory}")
+    return create_temp(directory / name)
 
 
 def _write_error(name: str, e: OSError) -> UserError:
-    if isinstance(e, PermissionError):
-        return UserError(f"{name}: permission denied")
-    return UserError(f"{name}: cannot write file ({_one_line(e.strerror or e)})")
+    return write_error(name, e)
 
 
-def check_output_path(path: str | os.PathLike[str]) -> str:
+def check_output_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> str:
     """The Pillow format an output ``path`` will be written in; :class:`UserError` if its
-    extension is unknown or its directory is missing, so a run can fail before decoding."""
+    extension is unknown, its directory is missing, it is a directory or (without
+    ``overwrite``) it exists, so a run can fail before decoding."""
     path = Path(path)
     fmt = _WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         supported = ", ".join(IMAGE_EXTENSIONS)
         shown = f"'{path.suffix}'" if path.suffix else "no extension"
         raise UserError(f"{path}: cannot write {shown}; supported extensions: {supported}")
-    if not path.parent.is_dir():
-        if path.parent.exists():
-            raise UserError(f"{path}: output directory is not a directory")
-        raise UserError(f"{path}: output directory does not exist")
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory")
+    check_target(path, overwrite=overwrite)
     return fmt
 
 
@@ -764,11 +749,13 @@ class ImageWriter:
         quality: int = 95,
         subsampling: str | None = None,
         png_compression: int = PNG_COMPRESSION,
+        overwrite: bool = False,
     ) -> None:
         path = Path(path)
         self.path, self._name = path, str(path)
+        self._overwrite = overwrite
         suffix = path.suffix.lower()
-        fmt = check_output_path(path)
+        fmt = check_output_path(path, overwrite=overwrite)
         if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
             raise UserError(f"JPEG/WebP quality must be an integer from 1 to 100, got {quality!r}")
         if (
@@ -871,7 +858,7 @@ class ImageWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path, overwrite=self._overwrite)
 
     @contextlib.contextmanager
     def _aborting(self) -> Iterator[None]:
@@ -948,6 +935,7 @@ def write_image(
     quality: int = 95,
     subsampling: str | None = None,
     png_compression: int = PNG_COMPRESSION,
+    overwrite: bool = False,
 ) -> None:
     """Write rgb (float HxWx3 in [0, 1]) to ``path``, atomically; format from the extension.
 
@@ -957,12 +945,17 @@ def write_image(
     ``subsampling`` ('4:4:4', '4:2:2', '4:2:0'; None = Pillow's default) to JPEG,
     ``png_compression`` (zlib level 0-9, see PNG_COMPRESSION) to PNG and TIFF.
 
-    An existing file at ``path`` is replaced only once the new one is completely written.
+    An existing file at ``path`` is refused (:class:`UserError`) unless ``overwrite``; then it is
+    replaced only once the new one is completely written. The name is taken exclusively, so of
+    two writers of one name without ``overwrite`` only one succeeds
+    (:mod:`llenhance.atomic`).
     For results made a band at a time, :class:`ImageWriter` takes the rows as they come.
     """
     rgb = _validate_rgb(rgb)
     options = {"quality": quality, "subsampling": subsampling, "png_compression": png_compression}
-    with ImageWriter(path, rgb.shape[0], rgb.shape[1], info, **options) as writer:
+    with ImageWriter(
+        path, rgb.shape[0], rgb.shape[1], info, **options, overwrite=overwrite
+    ) as writer:
         writer.write(rgb)
 
 

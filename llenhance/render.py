@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from llenhance.atomic import atomic_path
 from llenhance.evaluation import EvalReport
@@ -30,8 +32,16 @@ from llenhance.inference import BatchCallbacks, BatchReport, Job
 from llenhance.metrics import Scores
 from llenhance.training import EpochRecord, TrainConfig, TrainReporter
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Markup is off: file names, option values and messages are shown as typed ("[x].png",
+# "IMG_0001 [edited].png", "--format '[/]'"), never read as rich markup. Styling is given with
+# ``style=`` or Text, never inside a string.
+console = Console(highlight=False, markup=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
+
+
+def error_line(message: str) -> Text:
+    """``error: MESSAGE``, the label in red, the message exactly as given."""
+    return Text.assemble(("error:", "red"), " ", message)
 
 
 def _fmt(scores: Scores) -> list[str]:
@@ -57,12 +67,29 @@ def eval_table(report: EvalReport, title: str, per_image: bool = True) -> Table:
     if mean is not None:
         gt = report.mean(gt_mean=True)
         extra = [f"{gt.psnr:.2f}", f"{gt.ssim:.4f}"] if with_gt_mean and gt else []
-        table.add_row(f"[bold]mean of {len(report.results)}[/]", *_fmt(mean), *extra, style="bold")
+        table.add_row(f"mean of {len(report.results)}", *_fmt(mean), *extra, style="bold")
     return table
 
 
-def write_eval_files(report: EvalReport, json_path: Path | None, csv_path: Path | None) -> None:
-    """The same numbers as the table, for machines."""
+def json_text(value: object) -> str:
+    """Strict JSON (RFC 8259): NaN and infinities, which JSON has no words for, become null."""
+    return json.dumps(_finite(value), indent=2, allow_nan=False)
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_eval_files(
+    report: EvalReport, json_path: Path | None, csv_path: Path | None, force: bool = False
+) -> None:
+    """The same numbers as the table, for machines (an existing file only with ``force``)."""
     rows = report.as_rows()
     if json_path is not None:
         mean = report.mean()
@@ -73,10 +100,10 @@ def write_eval_files(report: EvalReport, json_path: Path | None, csv_path: Path 
             "mean_gt_mean": gt.as_dict() if gt and any(r.gt_mean for r in report.results) else None,
             "problems": report.problems,
         }
-        with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps(payload, indent=2))
+        with atomic_path(json_path, overwrite=force) as tmp:
+            tmp.write_text(json_text(payload))
     if csv_path is not None and rows:
-        with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as handle:
+        with atomic_path(csv_path, overwrite=force) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
@@ -84,10 +111,10 @@ def write_eval_files(report: EvalReport, json_path: Path | None, csv_path: Path 
 
 def progress_bar(**columns) -> Progress:
     return Progress(
-        TextColumn("[progress.description]{task.description}"),
+        TextColumn("{task.description}", style="progress.description", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[rate]}", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
@@ -163,7 +190,7 @@ class RichTrainReporter(TrainReporter):
 
     def start(self, config: TrainConfig, n_train: int, n_val: int, params: int) -> None:
         console.print(
-            f"training [bold]{config.model}[/] ({params / 1e6:.2f} M parameters) "
+            f"training {config.model} ({params / 1e6:.2f} M parameters) "
             f"on {n_train} pairs, "
             f"validating on {n_val}; {config.epochs} epochs, batch {config.batch_size}, patch "
             f"{config.patch}, loss {config.loss}, out {config.out}"
@@ -215,4 +242,4 @@ class RichTrainReporter(TrainReporter):
         console.print(table)
 
     def note(self, text: str) -> None:
-        err_console.print(f"[yellow]{text}[/]")
+        err_console.print(text, style="yellow")

@@ -420,8 +420,8 @@ def train(
             if dist.is_main:
                 info = _weights_info(config, spec, epoch + 1, state["seconds"], metrics)
                 if record.best:
-                    save_weights(best_path, model, info)
-                save_weights(last_path, model, info)
+                    save_weights(best_path, model, info, overwrite=True)
+                save_weights(last_path, model, info, overwrite=True)
                 write_checkpoint()
                 write_training_log(out, [asdict(r) for r in history])
             reporter.epoch_end(record)

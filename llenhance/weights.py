@@ -20,7 +20,7 @@ from torch import nn
 
 from llenhance import __version__
 from llenhance.archs import arch_names, create_model, get_arch
-from llenhance.atomic import atomic_path
+from llenhance.atomic import atomic_path, check_target
 from llenhance.errors import UserError
 
 SHIPPED_DIR = Path(
@@ -71,11 +71,17 @@ class WeightsInfo:
             raise UserError(f"{source}: corrupt metadata ({exc})") from None
 
 
-def save_weights(path: str | Path, model: nn.Module, info: WeightsInfo) -> Path:
-    """Write ``model``'s state dict and ``info`` to ``path`` atomically."""
+def save_weights(
+    path: str | Path, model: nn.Module, info: WeightsInfo, *, overwrite: bool = False
+) -> Path:
+    """Write ``model``'s state dict and ``info`` to ``path`` atomically; an existing file is
+    refused unless ``overwrite``, and tensors with NaN or Inf are never written."""
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(f"{path}: not written, tensor '{key}' contains NaN or Inf values")
+    with atomic_path(path, overwrite=overwrite) as tmp:
         save_file(state, str(tmp), metadata=info.to_metadata())
     return path
 
@@ -168,11 +174,19 @@ def load_model(
     return model, info
 
 
-def export_weights(source: str | Path, target: str | Path, half: bool = True) -> Path:
+def export_weights(
+    source: str | Path, target: str | Path, half: bool = True, force: bool = False
+) -> Path:
     """Copy a weights file, validated, with floating-point tensors stored as float16 (half the
-    size; loading casts them back to float32). Metadata is kept and marked."""
-    model, info = load_model(source)
+    size; loading casts them back to float32). Metadata is kept and marked. ``target`` is never
+    the source, and an existing one is replaced only with ``force``."""
+    from llenhance.atomic import check_outputs
+
+    path = resolve_weights(source)
+    check_outputs([(Path(target), "export")], [path], force=force)
+    check_target(target, overwrite=force)
+    model, info = load_model(path)
     if half:
         model = model.half()
         info.training = {**info.training, "stored_as": "float16"}
-    return save_weights(target, model, info)
+    return save_weights(target, model, info, overwrite=force)
