@@ -340,7 +340,7 @@ def models(
     from dataclasses import asdict
 
     from llenhance.catalog import list_models
-    from llenhance.render import console, json_text
+    from llenhance.render import console, err_console, json_text
 
     entries = list_models()
     if as_json:
@@ -354,11 +354,14 @@ def models(
         table.add_row(
             e.name,
             f"{e.parameters / 1e6:.2f} M",
-            "shipped" if e.weights else "-",
+            "shipped" if e.weights else ("unreadable" if e.problem else "-"),
             *(str(m.get(k, "-")) for k in ("val_psnr", "val_ssim", "val_mae")),
             e.description,
         )
     console.print(table)
+    for e in entries:
+        if e.problem:
+            err_console.print(f"{e.name}: {e.problem}", style="yellow")
 
 
 @app.command()

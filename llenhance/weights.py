@@ -115,6 +115,12 @@ def resolve_weights(name_or_path: str | Path, offline: bool | None = None) -> Pa
     shipped = shipped_path(text)
     if shipped.is_file():
         return shipped
+    local = text.startswith((".", "/", "~", os.sep)) or (
+        path.parent != Path(".") and path.parent.is_dir()
+    )
+    if local:  # a folder of that name is here: a local path, never a Hub repo
+        hub_hint = f"; for a Hugging Face repo write hf://{text}" if text.count("/") == 1 else ""
+        raise UserError(f"{text}: weights file not found (no such file){hub_hint}")
     if text.count("/") == 1 and path.suffix != ".safetensors" and not path.exists():
         from llenhance.hub import resolve_repo_weights
 

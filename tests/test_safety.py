@@ -380,3 +380,33 @@ def test_export_to_a_bad_path_is_a_user_error(tmp_path, tiny_weights):
     for target in (tmp_path / "nope" / "w.safetensors", tmp_path, tiny_weights):
         result = run("export", tiny_weights, target)
         assert result.exit_code == 2, result.output
+
+
+# ---- 9. answers that do not mislead ----
+
+
+def test_missing_local_path_is_not_sent_to_the_hub(tmp_path, monkeypatch):
+    from llenhance import hub
+    from llenhance.weights import resolve_weights
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("asked the Hub")
+
+    monkeypatch.setattr(hub, "resolve_repo_weights", no_hub)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    for ref in ("runs/last", "./last", "runs/last.safetensors"):
+        with pytest.raises(UserError, match="not found"):
+            resolve_weights(ref)
+    with pytest.raises(UserError, match="hf://runs/last"):
+        resolve_weights("runs/last")
+
+
+def test_one_damaged_shipped_file_does_not_break_models(shipped):
+    (shipped / "dncnn.safetensors").write_bytes(b"garbage")
+    result = run("models")
+    assert result.exit_code == 0, result.output
+    assert "unet-res" in result.output and "dncnn" in result.output
+    assert "unreadable" in result.output
+    as_json = run("models", "--json")
+    assert as_json.exit_code == 0
