@@ -410,8 +410,9 @@ def train(
             state["seconds"] += time.perf_counter() - started
             if state["batch"] == 0 and steps_per_epoch > 0:  # every batch skipped: no step
                 raise UserError(
-                    f"training failed: no batch of epoch {epoch + 1} had a finite loss, so "
-                    "nothing was learned and no weights were written; lower --lr or check the data"
+                    f"training failed: every batch of epoch {epoch + 1} had non-finite losses, "
+                    "so nothing was learned and no weights were written; lower --lr or check "
+                    "the data"
                 )
             _check_finite_weights(model, epoch + 1)
             record = EpochRecord(

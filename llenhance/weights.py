@@ -67,8 +67,12 @@ class WeightsInfo:
                 version=metadata.get(f"{_PREFIX}version", "unknown"),
                 source=source,
             )
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{source}: corrupt metadata ({exc})") from None
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise UserError(f"{source}: corrupt metadata ({_first_line(exc)})") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise UserError(
+                f"{source}: metadata does not fit '{arch}' ({_first_line(exc)})"
+            ) from None
 
 
 def save_weights(
@@ -164,13 +168,63 @@ def load_state(path: Path, model: nn.Module, info: WeightsInfo) -> None:
     model.load_state_dict(state)
 
 
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
+
+def check_header(path: Path, info: WeightsInfo) -> None:
+    """Compare the config's tensors with the file's header before anything real is allocated:
+    the architecture is built on the ``meta`` device (shapes, no memory), the header is read
+    without its tensors. A config that does not build, a missing, extra, mis-shaped or
+    non-float tensor is a :class:`UserError` naming ``path``."""
+    spec = get_arch(info.arch)
+    if not isinstance(info.config, dict):
+        raise UserError(f"{path}: config in its metadata is not a JSON object")
+    try:
+        with torch.device("meta"):
+            built = create_model(info.arch, **info.config).state_dict()
+        expected = {k: tuple(v.shape) for k, v in built.items()}
+    except Exception as exc:  # noqa: BLE001 - any config the architecture cannot build
+        raise UserError(
+            f"{path}: config does not fit architecture '{spec.name}' "
+            f"({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            found = {}
+            for key in handle.keys():  # noqa: SIM118 - a safe_open handle is not iterable
+                piece = handle.get_slice(key)
+                found[key] = (tuple(piece.get_shape()), str(piece.get_dtype()))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read tensors ({_first_line(exc)})") from None
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing or unexpected:
+        raise UserError(
+            f"{path}: tensors do not match architecture '{info.arch}' with its config "
+            f"(missing {len(missing)}: {', '.join(missing[:3])}; "
+            f"unexpected {len(unexpected)}: {', '.join(unexpected[:3])})"
+        )
+    for key, (shape, dtype) in found.items():
+        if shape != expected[key]:
+            raise UserError(
+                f"{path}: tensor '{key}' has shape {shape}, architecture "
+                f"'{info.arch}' expects {expected[key]}"
+            )
+        if (dtype.upper() in _FLOAT_DTYPES) != built[key].is_floating_point():
+            wanted = "floating point" if built[key].is_floating_point() else "integer"
+            raise UserError(f"{path}: tensor '{key}' is {dtype}, '{info.arch}' expects {wanted}")
+
+
 def load_model(
     name_or_path: str | Path, device: str | torch.device = "cpu", offline: bool | None = None
 ) -> tuple[nn.Module, WeightsInfo]:
-    """Build the architecture a weights file names, load its tensors, return it in eval mode."""
+    """Build the architecture a weights file names, load its tensors, return it in eval mode.
+    The config is checked against the file's tensor shapes first (:func:`check_header`), so
+    metadata never decides how much memory is allocated."""
     path = resolve_weights(name_or_path, offline=offline)
     info = read_info(path)
     spec = get_arch(info.arch)
+    check_header(path, info)
     try:
         model = create_model(info.arch, **info.config)
     except (TypeError, ValueError) as exc:

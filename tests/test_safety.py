@@ -299,7 +299,7 @@ def test_epoch_with_every_batch_skipped_fails(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "build_loss", nan_loss)
     data = make_pairs(tmp_path / "train", 4)
-    with pytest.raises(UserError, match="no batch of epoch 1 had a finite loss"):
+    with pytest.raises(UserError, match="every batch of epoch 1 had non-finite losses"):
         train(_config(data, tmp_path / "n", max_bad_steps=1000))
     assert not (tmp_path / "n" / "last.safetensors").exists()
 
@@ -410,3 +410,66 @@ def test_one_damaged_shipped_file_does_not_break_models(shipped):
     assert "unreadable" in result.output
     as_json = run("models", "--json")
     assert as_json.exit_code == 0
+
+
+# ---- 4. weights metadata never decides allocation ----
+
+
+def _weights_with(tmp_path, config_text: str, dtype=torch.float32):
+    import json
+
+    from safetensors.torch import save_file
+
+    from llenhance.archs import create_model
+
+    model = create_model("unet-res", **TINY_UNET)
+    path = tmp_path / "w.safetensors"
+    save_file(
+        {k: v.to(dtype) for k, v in model.state_dict().items()},
+        str(path),
+        metadata={
+            "llenhance.arch": "unet-res",
+            "llenhance.config": config_text,
+            "llenhance.training": json.dumps({}),
+            "llenhance.metrics": json.dumps({}),
+        },
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ('{"width": 4000, "depth": 2, "unshuffle": 2}', "expects"),
+        ('{"width": 4, "depth": 40, "unshuffle": 2}', "config does not fit|missing"),
+        ('{"width": 4, "depth": -1, "unshuffle": 2}', "config does not fit"),
+        ('{"width": -4, "depth": 2, "unshuffle": 2}', "config does not fit"),
+        ("[" * 100_000 + "]" * 100_000, "corrupt metadata|not a JSON object|does not fit"),
+        ('{"width": "wide"}', "does not fit"),
+    ],
+)
+def test_config_is_checked_against_the_header_before_allocating(
+    tmp_path, monkeypatch, config, match
+):
+    import tracemalloc
+
+    from llenhance.weights import load_model
+
+    path = _weights_with(tmp_path, config)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError, match=match) as exc:
+            load_model(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(exc.value) and "\n" not in str(exc.value)
+    assert peak < 50e6  # a width-4000 unet-res would be gigabytes
+
+
+def test_integer_tensors_are_refused(tmp_path):
+    from llenhance.weights import load_model
+
+    path = _weights_with(tmp_path, '{"width": 4, "depth": 2, "unshuffle": 2}', dtype=torch.int32)
+    with pytest.raises(UserError, match="expects floating point"):
+        load_model(path)
