@@ -409,6 +409,7 @@ def train(
                     )
             state["seconds"] += time.perf_counter() - started
             if state["batch"] == 0 and steps_per_epoch > 0:  # every batch skipped: no step
+                write_checkpoint()  # the weights did not move: as finite as they were
                 raise UserError(
                     f"training failed: every batch of epoch {epoch + 1} had non-finite losses, "
                     "so nothing was learned and no weights were written; lower --lr or check "
