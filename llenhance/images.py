@@ -50,7 +50,7 @@ from typing import TypeVar
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from llenhance import banddecode, bmp, webp
 from llenhance.atomic import check_target, create_temp, publish, write_error
@@ -258,13 +258,21 @@ _BOMB_MESSAGE = (
 )
 
 
+MAX_METADATA_BYTES = 64 * 1024 * 1024
+"""Largest decompressed PNG metadata chunk (ICC profile, EXIF, text) read."""
+_text_saved = 0
+
+
 @contextlib.contextmanager
 def _pillow_limit(pixels: int) -> Iterator[None]:
-    global _bomb_users, _bomb_saved
+    global _bomb_users, _bomb_saved, _text_saved
     with _bomb_lock:
         if _bomb_users == 0:
             _bomb_saved = Image.MAX_IMAGE_PIXELS
+            _text_saved = PngImagePlugin.MAX_TEXT_CHUNK
         Image.MAX_IMAGE_PIXELS = pixels
+        # an ICC profile or EXIF block of a valid photo may be megabytes (Pillow stops at 1 MB)
+        PngImagePlugin.MAX_TEXT_CHUNK = max(_text_saved, MAX_METADATA_BYTES)
         _bomb_users += 1
     try:
         with warnings.catch_warnings():
@@ -275,6 +283,7 @@ def _pillow_limit(pixels: int) -> Iterator[None]:
             _bomb_users -= 1
             if _bomb_users == 0:
                 Image.MAX_IMAGE_PIXELS = _bomb_saved
+                PngImagePlugin.MAX_TEXT_CHUNK = _text_saved
 
 
 def _check_size(name: str, width: int, height: int, limit: int) -> None:
@@ -344,6 +353,37 @@ def _decode_with_cv2(path: Path, size: tuple[int, int]) -> np.ndarray | None:
         return None
 
 
+def _decode_tiff_with_vips(path: Path, name: str, limit: int) -> np.ndarray | None:
+    """A TIFF Pillow cannot open (float16/32/64 or signed 16/32-bit samples, RGB or RGBA) read
+    by libvips as native pixels: float clipped to [0, 1]; signed integers scaled from their
+    positive range to 16 bits. None if libvips cannot read it either."""
+    try:
+        image = banddecode._pyvips().Image.new_from_file(str(path), access="sequential")
+        _check_size(name, image.width, image.height, limit)
+        if image.bands not in (1, 2, 3, 4):
+            return None
+        arr = image.numpy()
+    except UserError:
+        raise
+    except Exception:  # noqa: BLE001 - not readable by libvips either: reported as corrupt
+        return None
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.dtype.kind == "f":
+        return _native(arr)
+    if arr.dtype.kind == "i":  # signed: the positive range, to 16 bits
+        shift = arr.dtype.itemsize * 8 - 1 - 16
+        positive = np.clip(arr, 0, None).astype(np.int64)
+        scaled = positive >> shift if shift > 0 else positive << -shift
+        return np.clip(scaled, 0, 65535).astype(np.uint16)
+    if arr.dtype == np.uint32:
+        return (arr >> 16).astype(np.uint16)
+    try:
+        return _native(arr)
+    except ValueError:
+        return None
+
+
 _DEEP_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})  # 16-bit or float data
 
 #: Photos of at least this many megapixels are decoded a band of rows at a time by libvips
@@ -352,6 +392,12 @@ BAND_DECODE_MEGAPIXELS: float = 16
 
 # Pillow mode -> channels, for the modes whose pixels libvips hands over unchanged.
 _BAND_CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "I;16": 1, "I;16L": 1, "I;16B": 1, "I": 1}
+
+
+_VIPS_SAFE_SIDE = 10_000_000
+"""libvips refuses images with a side beyond its maximum coordinate (100 million pixels in
+recent versions, 10 million in older ones); such images (a 1x150,000,000 strip under the pixel
+limit) are decoded whole by Pillow when libvips will not open them."""
 
 
 def _band_decoder(
@@ -366,7 +412,12 @@ def _band_decoder(
         or mode not in _BAND_CHANNELS
     ):
         return None
-    decoder = BandDecoder(path)
+    try:
+        decoder = BandDecoder(path)
+    except Exception:
+        if max(size) > _VIPS_SAFE_SIDE:  # beyond what libvips opens: decoded whole instead
+            return None
+        raise
     expected = (size, _BAND_CHANNELS[mode], np.dtype(np.uint16 if bit_depth > 8 else np.uint8))
     if ((decoder.width, decoder.height), decoder.channels, decoder.dtype) != expected:
         return None
@@ -500,6 +551,10 @@ def _decode(path: str | os.PathLike[str], consume: Callable[[Pixels, int, ImageI
             raise
         except UnidentifiedImageError:
             kind = _sniff(head)
+            deep = _decode_tiff_with_vips(path, name, limit) if kind == "TIFF" else None
+            if deep is not None:  # float or signed-integer TIFF: valid, Pillow cannot open it
+                depth = 8 if deep.dtype == np.uint8 else 16
+                return consume(deep, 1, ImageInfo(format="TIFF", bit_depth=depth))
             if kind:
                 raise UserError(f"{name}: corrupt or truncated {kind} file") from None
             raise UserError(f"{name}: not an image file (cannot identify image format)") from None

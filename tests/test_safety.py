@@ -473,3 +473,57 @@ def test_integer_tensors_are_refused(tmp_path):
     path = _weights_with(tmp_path, '{"width": 4, "depth": 2, "unshuffle": 2}', dtype=torch.int32)
     with pytest.raises(UserError, match="expects floating point"):
         load_model(path)
+
+
+# ---- 7. valid files are not called corrupt ----
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int16", "int32"])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_float_and_signed_tiffs_are_read(tmp_path, dtype, channels):
+    tifffile = pytest.importorskip("tifffile")
+    from llenhance.images import read_image
+
+    rng = np.random.default_rng(0)
+    unit = rng.random((12, 10, channels))
+    if dtype.startswith("float"):
+        data = unit.astype(dtype)
+    else:
+        data = (unit * np.iinfo(dtype).max).astype(dtype)
+    extra = {"extrasamples": ["unassalpha"]} if channels == 4 else {}
+    tifffile.imwrite(tmp_path / "x.tif", data, photometric="rgb", **extra)
+    rgb, info = read_image(tmp_path / "x.tif")
+    assert rgb.shape == (12, 10, 3)
+    assert np.abs(rgb - unit[:, :, :3]).max() < 2e-3
+    assert (info.alpha is not None) == (channels == 4)
+
+
+def test_png_with_a_10_mb_icc_profile_is_read(tmp_path):
+    from PIL import Image, ImageCms
+
+    from llenhance.images import read_image
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    padded = profile + np.random.default_rng(0).bytes(10_000_000)
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(tmp_path / "icc.png", icc_profile=padded)
+    rgb, info = read_image(tmp_path / "icc.png")
+    assert rgb.shape == (4, 5, 3)
+    assert info.icc_profile is not None and len(info.icc_profile) > 10_000_000
+
+
+def test_a_strip_libvips_will_not_open_is_decoded_whole(tmp_path, monkeypatch):
+    from llenhance import images
+
+    class Refuses:
+        def __init__(self, path):
+            raise RuntimeError("unable to call VipsForeignLoadPngFile")
+
+    cv2_grey = np.tile(np.arange(200, dtype=np.uint8), (1, 1))
+    import cv2
+
+    assert cv2.imwrite(str(tmp_path / "strip.png"), cv2_grey)
+    monkeypatch.setattr(images, "BAND_DECODE_MEGAPIXELS", 0.0001)
+    monkeypatch.setattr(images, "BandDecoder", Refuses)
+    monkeypatch.setattr(images, "_VIPS_SAFE_SIDE", 100)
+    rgb, _ = images.read_image(tmp_path / "strip.png")
+    assert rgb.shape == (1, 200, 3)
