@@ -39,9 +39,9 @@ def _guarded(command):
         from llenhance.errors import terminate_as_interrupt
         from llenhance.render import err_console, error_line
 
-        terminate_as_interrupt()
         try:
-            return command(*args, **kwargs)
+            with terminate_as_interrupt():
+                return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
         except UserError as exc:

@@ -1,18 +1,31 @@
 """The one exception type for mistakes a user can make: the CLI prints it as one line."""
 
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
 
 class UserError(Exception):
     """A problem with the user's input, files or options, explained in one line."""
 
 
-def terminate_as_interrupt() -> None:
-    """Make SIGTERM (``timeout``, ``kill``, ``docker stop``) end the process like Ctrl-C, so
-    temporary files are removed on the way out. Only from the main thread."""
-    import signal
-    import threading
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While in the block, SIGTERM (``timeout``, ``kill``, ``docker stop``) ends the process
+    like Ctrl-C, so temporary files are removed on the way out. Only from the main thread;
+    the previous handler is restored afterwards."""
 
     def _raise(signum, frame) -> None:
         raise KeyboardInterrupt
 
+    previous = None
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _raise)
+        previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

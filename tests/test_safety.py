@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -233,16 +234,54 @@ def test_temporary_files_of_dead_processes_are_swept(tmp_path, shipped):
 
 
 def test_sigterm_ends_like_ctrl_c(tmp_path):
-    terminate_as_interrupt()
-    try:
-        with pytest.raises(KeyboardInterrupt), atomic.atomic_path(tmp_path / "f.json") as tmp:
-            tmp.write_text("partial")
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(100):  # the handler runs between bytecodes
-                pass
-        assert list(tmp_path.iterdir()) == []  # the temporary file went with it
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    before = signal.getsignal(signal.SIGTERM)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        terminate_as_interrupt(),
+        atomic.atomic_path(tmp_path / "f.json") as tmp,
+    ):
+        tmp.write_text("partial")
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(100):  # the handler runs between bytecodes
+            pass
+    assert list(tmp_path.iterdir()) == []  # the temporary file went with it
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_sigterm_during_a_real_run_leaves_no_temporary_file(tmp_path, tiny_weights):
+    write_png(tmp_path / "big.png", darken(scene(900, 1200)))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llenhance",
+            "-q",
+            "enhance",
+            str(tmp_path / "big.png"),
+            "-o",
+            str(tmp_path / "o.png"),
+            "--weights",
+            str(tiny_weights),
+            "--tile",
+            "64",
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.time() + 120
+    while not [p for p in tmp_path.iterdir() if p.name.startswith(".o.png.tmp-")]:
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png", "tiny.safetensors"]
 
 
 def test_resume_refuses_other_data_and_nothing_to_do(tmp_path):
