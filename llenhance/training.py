@@ -255,6 +255,11 @@ def train(
             )
         if resume and not checkpoint_path.exists():
             raise UserError(f"--resume: no checkpoint at {checkpoint_path}")
+        if not resume:  # a new run never replaces files it did not write
+            run_files = ("best.safetensors", "last.safetensors", "metrics.csv", "curves.png")
+            for name in run_files:
+                if (out / name).exists():
+                    raise UserError(f"{out / name}: already exists; choose another --out")
         out.mkdir(parents=True, exist_ok=True)
     device = dist.device
     torch.manual_seed(config.seed)

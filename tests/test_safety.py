@@ -566,3 +566,20 @@ def test_a_strip_libvips_will_not_open_is_decoded_whole(tmp_path, monkeypatch):
     monkeypatch.setattr(images, "_VIPS_SAFE_SIDE", 100)
     rgb, _ = images.read_image(tmp_path / "strip.png")
     assert rgb.shape == (1, 200, 3)
+
+
+def test_a_new_training_run_never_replaces_files_in_out(tmp_path):
+    data = make_pairs(tmp_path / "train", 4)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.safetensors").write_bytes(b"someone's weights")
+    with pytest.raises(UserError, match="already exists; choose another --out"):
+        train(_config(data, out))
+    assert (out / "best.safetensors").read_bytes() == b"someone's weights"
+
+
+@pytest.mark.parametrize("size", [(5, 7), (1, 40)])
+def test_training_on_tiny_and_thin_pairs(tmp_path, size):
+    data = make_pairs(tmp_path / "train", 4, size=size)
+    result = train(_config(data, tmp_path / "r", val_split=0.25))
+    assert result.history[-1].val_ssim is not None
