@@ -180,14 +180,14 @@ def check_outputs(
     input_ids: set[tuple[int, int]] = set()
     for item in inputs:
         path = Path(item)
-        input_keys.add(_key(path))
+        input_keys.add(path_key(path))
         ident = _identity(path)
         if ident is not None:
             input_ids.add(ident)
     seen: dict[str, tuple[Path, str]] = {}
     for item, what in outputs:
         path = Path(item)
-        key = _key(path)
+        key = path_key(path)
         if key in input_keys or (input_ids and _identity(path) in input_ids):
             raise UserError(f"{path}: output of {what} would overwrite an input")
         if key in seen:
@@ -199,7 +199,7 @@ def check_outputs(
             raise UserError(f"{path}: already exists (use --force to overwrite)")
 
 
-def _key(path: Path) -> str:
+def path_key(path: Path) -> str:
     """One spelling per file: absolute, symlinks resolved, case folded where the file system
     ignores case (``os.path.normcase``)."""
     return os.path.normcase(str(path.resolve()))

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from llenhance.archs import ArchSpec, get_arch
-from llenhance.atomic import check_outputs
+from llenhance.atomic import check_outputs, path_key
 from llenhance.bands import RowSource, Shrinker, SpooledImage, shrink
 from llenhance.catalog import DEFAULT_MODEL
 from llenhance.devices import (
@@ -257,19 +257,15 @@ def plan_jobs(
 
     jobs = [job_of(s) for s in sources]
     if output is None:
-        named = {_key(Path(os.path.expanduser(os.fspath(i)))) for i in inputs}
-        own = {_key(path) for job in jobs for path, _ in job.outputs()}
-        jobs = [j for j in jobs if _key(j.source) in named or _key(j.source) not in own]
+        named = {path_key(Path(os.path.expanduser(os.fspath(i)))) for i in inputs}
+        own = {path_key(path) for job in jobs for path, _ in job.outputs()}
+        jobs = [j for j in jobs if path_key(j.source) in named or path_key(j.source) not in own]
     check_outputs(
         [o for job in jobs for o in job.outputs()], [j.source for j in jobs], force=True
     )
     if output is not None and not is_file:
         out.mkdir(exist_ok=True)
     return jobs
-
-
-def _key(path: Path) -> str:
-    return os.path.normcase(str(path.resolve()))
 
 
 class BatchCallbacks:
