@@ -10,7 +10,7 @@
 * :func:`atomic_path` is the two together for writers that take a path; a file system error
   becomes a :class:`UserError` naming the file.
 * Temporary files left by a process that is gone (``kill -9``, a power cut) are removed the
-  next time the same name is written (:func:`sweep_stale_temps`).
+  next time a file is written in their folder (:func:`sweep_stale_temps`).
 """
 
 from __future__ import annotations
@@ -48,15 +48,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep_stale_temps(target: Path) -> list[Path]:
-    """Remove temporary files of ``target`` whose writing process no longer runs."""
+def sweep_stale_temps(directory: Path) -> list[Path]:
+    """Remove this tool's temporary files (``.NAME.tmp-PID-HEX.EXT``) in ``directory`` whose
+    writing process no longer runs (``kill -9``, a power cut); done before each file is
+    written there (one directory listing)."""
     removed = []
     with contextlib.suppress(OSError):
-        for entry in os.scandir(target.parent):
+        for entry in os.scandir(directory):
             match = _TEMP.match(entry.name)
-            if match is None or match["name"] != target.name:
+            if match is None or _alive(int(match["pid"])):
                 continue
-            if not _alive(int(match["pid"])) and entry.is_file(follow_symlinks=False):
+            if entry.is_file(follow_symlinks=False):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))
@@ -85,7 +87,7 @@ def create_temp(target: Path) -> tuple[int, Path]:
     Mode 0o666 so the final file gets the usual umask-based permissions (``tempfile.mkstemp``
     would create it 0600).
     """
-    sweep_stale_temps(target)
+    sweep_stale_temps(target.parent)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         tmp = target.parent / temp_name(target)
