@@ -583,3 +583,16 @@ def test_training_on_tiny_and_thin_pairs(tmp_path, size):
     data = make_pairs(tmp_path / "train", 4, size=size)
     result = train(_config(data, tmp_path / "r", val_split=0.25))
     assert result.history[-1].val_ssim is not None
+
+
+def test_ssim_loss_on_patches_smaller_than_its_window():
+    from llenhance.losses import build_loss
+
+    loss = build_loss("l1+0.2*ssim")
+    for shape in [(2, 3, 8, 8), (1, 3, 1, 30), (1, 3, 4, 11)]:
+        pred = torch.rand(shape)
+        assert torch.isfinite(loss(pred, pred.clamp(0.1, 0.9)))
+    big = torch.rand(1, 3, 32, 32)
+    from llenhance.losses import ssim_loss
+
+    assert float(ssim_loss(big, big)) == pytest.approx(0.0, abs=1e-5)
