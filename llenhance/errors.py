@@ -29,3 +29,14 @@ def terminate_as_interrupt() -> Iterator[None]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def failure_text(source: object, exc: BaseException) -> str:
+    """One line for one item of a batch that failed: a user error as it is (it names the file),
+    anything else with the item and the exception type (an internal problem, worth a report)."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return f"{source}: out of memory (try a smaller --tile)"
+    detail = " ".join(str(exc).split()) or "no detail"
+    return f"{source}: unexpected {type(exc).__name__}: {detail}"

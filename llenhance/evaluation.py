@@ -14,7 +14,7 @@ import numpy as np
 
 from llenhance.atomic import check_outputs
 from llenhance.data import Pair, find_pairs, images_by_stem, pair_arrays
-from llenhance.errors import UserError
+from llenhance.errors import UserError, failure_text
 from llenhance.images import read_rgb, to_uint8, write_image
 from llenhance.metrics import METRIC_NAMES, Scores, match_gt_mean, score
 from llenhance.pictures import contact_sheet, select_best_and_worst
@@ -91,7 +91,11 @@ def evaluate_dirs(
         f"{gts[s].name}: no prediction in {pred_dir}" for s in sorted(set(gts) - set(preds))
     ]
     for stem in sorted(set(preds) & set(gts)):
-        pred, ref = read_rgb(preds[stem]), read_rgb(gts[stem])
+        try:  # one unreadable file is listed, and the others are still scored
+            pred, ref = read_rgb(preds[stem]), read_rgb(gts[stem])
+        except Exception as exc:  # noqa: BLE001
+            report.problems.append(failure_text(preds[stem].name, exc))
+            continue
         if pred.shape != ref.shape:
             report.problems.append(
                 f"{preds[stem].name}: size {pred.shape[1]}x{pred.shape[0]} differs from reference "

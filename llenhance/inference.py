@@ -24,7 +24,7 @@ from llenhance.devices import (
     release_freed_memory,
     resolve_device,
 )
-from llenhance.errors import UserError
+from llenhance.errors import UserError, failure_text
 from llenhance.images import (
     IMAGE_EXTENSIONS,
     PNG_COMPRESSION,
@@ -469,17 +469,6 @@ def _collect(writes: list, report: BatchReport, callbacks: BatchCallbacks, block
         report.done.append(job)
         report.megapixels += mp
         callbacks.image_end(job, "done", mp)
-
-
-def failure_text(source: Path, exc: BaseException) -> str:
-    """One line for an image that failed: a user error as it is (it names the file), anything
-    else with the image and the exception type (an internal problem, worth a bug report)."""
-    if isinstance(exc, UserError):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return f"{source}: out of memory (try a smaller --tile)"
-    detail = " ".join(str(exc).split()) or "no detail"
-    return f"{source}: unexpected {type(exc).__name__}: {detail}"
 
 
 def _failed(report: BatchReport, callbacks: BatchCallbacks, job: Job, exc: BaseException) -> None:

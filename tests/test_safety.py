@@ -596,3 +596,11 @@ def test_ssim_loss_on_patches_smaller_than_its_window():
     from llenhance.losses import ssim_loss
 
     assert float(ssim_loss(big, big)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_eval_goes_on_past_an_unreadable_prediction(tmp_path):
+    pairs = make_pairs(tmp_path / "p", 3, size=(16, 16))
+    (pairs / "low" / "001.png").write_bytes(b"broken")
+    result = run("eval", "--pred", pairs / "low", "--gt", pairs / "high")
+    assert result.exit_code == 1, result.output
+    assert "mean of 2" in result.output and "001.png" in result.output
