@@ -57,7 +57,7 @@ def main() -> None:
         for level in (int(v) for v in args.levels.split(",")):
 
             def ours(target: Path, level: int = level) -> None:
-                write_image(target, result, info, png_compression=level)
+                write_image(target, result, info, png_compression=level, overwrite=True)
 
             png.add_row(
                 str(level),

@@ -65,8 +65,8 @@ def main() -> None:
     scene = render_scene()
     params = SynthesisParams(exposure=(0.06, 0.06), photons=(400.0, 400.0), jpeg_probability=0.0)
     dark = synthesize_low_light(scene, np.random.default_rng(1), params)
-    write_image(HERE / "scene.png", scene)
-    write_image(HERE / "dark.png", dark)
+    write_image(HERE / "scene.png", scene, overwrite=True)
+    write_image(HERE / "dark.png", dark, overwrite=True)
 
 
 if __name__ == "__main__":

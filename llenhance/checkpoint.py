@@ -29,7 +29,7 @@ def save_checkpoint(
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {**record, "param_groups": opt_state["param_groups"]}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=True) as tmp:
         save_file(tensors, str(tmp), metadata={_STATE_KEY: json.dumps(meta)})
 
 

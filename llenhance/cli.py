@@ -44,26 +44,29 @@ def _guarded(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from llenhance.render import err_console
+        from llenhance.errors import terminate_as_interrupt
+        from llenhance.render import err_console, error_line
 
         try:
-            return command(*args, **kwargs)
+            with terminate_as_interrupt():
+                return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
         except UserError as exc:
             if _state["debug"]:
                 raise
-            err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            err_console.print(error_line(str(exc)), soft_wrap=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]")
+            err_console.print("interrupted", style="yellow")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as exc:  # noqa: BLE001 - last line of defence for the user
             if _state["debug"]:
                 raise
             err_console.print(
-                f"[red]error:[/] unexpected {type(exc).__name__}: {exc} "
-                "(run with --debug for the traceback)",
+                error_line(
+                    f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+                ),
                 soft_wrap=True,
             )
             raise typer.Exit(EXIT_UNEXPECTED) from None
@@ -195,7 +198,7 @@ def enhance(
     from llenhance.inference import enhance_files, load_enhancer, plan_jobs
     from llenhance.render import RichBatchCallbacks, batch_summary, progress_bar
 
-    jobs = plan_jobs(inputs, output, fmt=fmt)
+    jobs = plan_jobs(inputs, output, fmt=fmt, compare=compare)
     if len(jobs) == 1 and jobs[0].target.exists() and not force:
         raise UserError(f"{jobs[0].target}: already exists (use --force to overwrite)")
     with launched(device) as dist:
@@ -266,11 +269,13 @@ def evaluate(
     tile: Tile = None,
     tile_overlap: Overlap = None,
     offline: Offline = False,
+    force: Annotated[bool, typer.Option(help="Overwrite existing output files.")] = False,
 ) -> None:
     """Score predictions against references (PSNR, SSIM, MAE, MSE), or a model on a LOL set."""
     from llenhance.data import find_pairs
     from llenhance.distributed import launched
     from llenhance.evaluation import (
+        check_eval_outputs,
         evaluate_dirs,
         evaluate_enhancer,
         fetch_from_dirs,
@@ -289,9 +294,19 @@ def evaluate(
         write_eval_files,
     )
 
+    if data is not None and (pred is not None or gt is not None):
+        raise UserError("give either --data (with --model/--weights) or --pred and --gt")
+    check_eval_outputs(
+        data=data,
+        pred=pred,
+        gt=gt,
+        save_dir=save,
+        json_path=json_out,
+        csv_path=csv_out,
+        grid_path=save_grid,
+        force=force,
+    )
     if data is not None:
-        if pred is not None or gt is not None:
-            raise UserError("give either --data (with --model/--weights) or --pred and --gt")
         with launched(device) as dist:
             enhancer = load_enhancer(
                 model,
@@ -305,7 +320,12 @@ def evaluate(
             with progress_bar(quiet=_state["quiet"] or not dist.is_main) as progress:
                 tracked = EvalProgress(progress, enhancer, [p.name for p in pairs])
                 report = evaluate_enhancer(
-                    tracked, pairs, gt_mean=gt_mean, save_dir=save, progress=tracked.done
+                    tracked,
+                    pairs,
+                    gt_mean=gt_mean,
+                    save_dir=save,
+                    progress=tracked.done,
+                    force=force,
                 )
             report = dist.gather_eval(report)
         if not dist.is_main:  # rank 0 speaks for the run
@@ -319,12 +339,12 @@ def evaluate(
     else:
         raise UserError("give --pred and --gt folders, or --data with --model/--weights")
     if save_grid is not None:
-        save_worst_best_grid(report, fetch, save_grid, columns)
+        save_worst_best_grid(report, fetch, save_grid, columns, force=force)
     console.print(eval_table(report, title))
     tones = tone_table(report)
     if tones is not None:
         console.print(tones)
-    write_eval_files(report, json_out, csv_out)
+    write_eval_files(report, json_out, csv_out, force=force)
     if report.problems:
         err_console.print(problems_table(report.problems, "not scored"))
         if not allow_missing:
@@ -431,7 +451,7 @@ def train(
     try:
         result = run_training(config, RichTrainReporter(quiet=_state["quiet"]), resume=resume)
     except TrainingInterrupted as exc:
-        console.print(f"[yellow]{exc}[/]")
+        console.print(str(exc), style="yellow")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     console.print(f"best weights: {result.best_path or '-'}; last weights: {result.last_path}")
 
@@ -446,13 +466,16 @@ def models(
     from dataclasses import asdict
 
     from llenhance.catalog import list_models
-    from llenhance.render import console, models_table
+    from llenhance.render import console, err_console, json_text, models_table
 
     entries = list_models()
     if as_json:
-        typer.echo(json.dumps([asdict(e) for e in entries], indent=2))
+        typer.echo(json_text([asdict(e) for e in entries]))
         return
     console.print(models_table(entries))
+    for e in entries:
+        if e.problem:
+            err_console.print(f"{e.name}: {e.problem}", style="yellow")
 
 
 @app.command()
@@ -483,12 +506,13 @@ def export(
     half: Annotated[
         bool, typer.Option(help="Store float tensors as float16 (half the size).")
     ] = True,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing target.")] = False,
 ) -> None:
     """Copy weights after validating them, by default as float16 to share or ship."""
     from llenhance.render import console
     from llenhance.weights import export_weights
 
-    path = export_weights(source, target, half=half)
+    path = export_weights(source, target, half=half, force=force)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 

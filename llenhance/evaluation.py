@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from llenhance.atomic import check_outputs
 from llenhance.data import Pair, find_pairs, images_by_stem, pair_arrays
-from llenhance.errors import UserError
+from llenhance.errors import UserError, failure_text
 from llenhance.images import read_rgb, to_uint8, write_image
 from llenhance.metrics import METRIC_NAMES, Scores, match_gt_mean, score
 from llenhance.pictures import contact_sheet, select_best_and_worst
@@ -120,7 +121,11 @@ def evaluate_dirs(
         f"{gts[s].name}: no prediction in {pred_dir}" for s in sorted(set(gts) - set(preds))
     ]
     for stem in sorted(set(preds) & set(gts)):
-        pred, ref = read_rgb(preds[stem]), read_rgb(gts[stem])
+        try:  # one unreadable file is listed, and the others are still scored
+            pred, ref = read_rgb(preds[stem]), read_rgb(gts[stem])
+        except Exception as exc:  # noqa: BLE001
+            report.problems.append(failure_text(preds[stem].name, exc))
+            continue
         if pred.shape != ref.shape:
             report.problems.append(
                 f"{preds[stem].name}: size {pred.shape[1]}x{pred.shape[0]} differs from reference "
@@ -140,11 +145,13 @@ def evaluate_enhancer(
     gt_mean: bool = False,
     save_dir: str | Path | None = None,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> EvalReport:
     """Enhance every ``low`` image of a LOL-layout set in memory and score it against ``high``.
 
     ``data`` is a LOL-layout folder, a list of :class:`Pair`, or (name, low, high) arrays.
-    With ``save_dir`` the predictions are also written there as lossless PNG.
+    With ``save_dir`` the predictions are also written there as lossless PNG: never over an
+    input, nor over an existing file unless ``force`` (checked before the first is written).
     """
     if isinstance(data, (str, Path)):
         data = find_pairs(data)
@@ -152,13 +159,21 @@ def evaluate_enhancer(
     triples = pair_arrays(items) if items and isinstance(items[0], Pair) else items
     if save_dir is not None:
         save_dir = Path(save_dir)
+        if items and isinstance(items[0], Pair):
+            check_outputs(
+                saved_outputs(save_dir, [p.name for p in items]),
+                [f for p in items for f in (p.low, p.high)],
+                force=force,
+            )
+        if save_dir.exists() and not save_dir.is_dir():
+            raise UserError(f"--save {save_dir}: exists and is not a directory")
         save_dir.mkdir(parents=True, exist_ok=True)
     report = EvalReport()
     for name, low, high in triples:
         pred = enhance(low)
         report.results.append(score_image(name, pred, high, gt_mean))
         if save_dir is not None:
-            write_image(save_dir / f"{name}.png", pred)
+            write_image(save_dir / f"{name}.png", pred, overwrite=force)
         if progress is not None:
             progress(name)
     return report
@@ -170,6 +185,7 @@ def save_worst_best_grid(
     path: str | Path,
     column_titles: Sequence[str],
     n: int = 3,
+    force: bool = False,
 ) -> None:
     """A contact sheet of the ``n`` worst and ``n`` best images by PSNR; ``fetch(name)`` gives
     the images of one row (e.g. input, prediction, reference)."""
@@ -181,7 +197,7 @@ def save_worst_best_grid(
         (f"{kind}: {name}  PSNR {by_name[name]:.2f} dB", fetch(name))
         for kind, name in select_best_and_worst(psnrs, n)
     ]
-    write_image(path, contact_sheet(rows, column_titles=tuple(column_titles)))
+    write_image(path, contact_sheet(rows, column_titles=tuple(column_titles)), overwrite=force)
 
 
 def fetch_from_model(
@@ -201,3 +217,42 @@ def fetch_from_dirs(pred_dir: str | Path, gt_dir: str | Path) -> Callable[[str],
     """Row images (prediction, reference) of one scored pair of folders, by stem."""
     preds, gts = images_by_stem(Path(pred_dir)), images_by_stem(Path(gt_dir))
     return lambda name: [read_rgb(preds[name]), read_rgb(gts[name])]
+
+
+def saved_outputs(save_dir: str | Path, names: Iterable[str]) -> list[tuple[Path, str]]:
+    """The files ``--save`` writes for these image names, with what writes them."""
+    return [(Path(save_dir) / f"{name}.png", f"--save of {name}") for name in names]
+
+
+def check_eval_outputs(
+    *,
+    data: str | Path | None = None,
+    pred: str | Path | None = None,
+    gt: str | Path | None = None,
+    save_dir: str | Path | None = None,
+    json_path: str | Path | None = None,
+    csv_path: str | Path | None = None,
+    grid_path: str | Path | None = None,
+    force: bool = False,
+) -> None:
+    """Every file an ``eval`` run writes, checked before scoring starts: none is an input (the
+    images of ``data``, ``pred`` or ``gt``), none shares a name, none exists unless ``force``
+    (:func:`~llenhance.atomic.check_outputs`); ``save_dir`` must be a folder if it exists."""
+    folders = [Path(d) / sub for d in [data] if d is not None for sub in ("low", "high")]
+    folders += [Path(d) for d in (pred, gt) if d is not None]
+    inputs = [f for d in folders if d.is_dir() for f in d.iterdir() if f.is_file()]
+    outputs: list[tuple[Path, str]] = []
+    if save_dir is not None:
+        save_dir = Path(save_dir)
+        if save_dir.exists() and not save_dir.is_dir():
+            raise UserError(f"--save {save_dir}: exists and is not a directory")
+        if data is not None:
+            outputs += saved_outputs(save_dir, [p.name for p in find_pairs(data)])
+    for path, option in ((json_path, "--json"), (csv_path, "--csv"), (grid_path, "--save-grid")):
+        if path is not None:
+            outputs.append((Path(path), option))
+            parent = Path(path).parent
+            if not parent.is_dir():
+                what = "is not a directory" if parent.exists() else "does not exist"
+                raise UserError(f"{option} {path}: folder {parent} {what}")
+    check_outputs(outputs, inputs, force=force)

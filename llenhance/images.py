@@ -40,7 +40,6 @@ import glob
 import io
 import os
 import re
-import secrets
 import struct
 import threading
 import warnings
@@ -51,9 +50,10 @@ from typing import TypeVar
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from llenhance import banddecode, bmp, webp
+from llenhance.atomic import check_target, create_temp, publish, write_error
 from llenhance.banddecode import BandDecoder
 from llenhance.bands import SpooledImage
 from llenhance.errors import UserError
@@ -233,13 +233,21 @@ _BOMB_MESSAGE = (
 )
 
 
+MAX_METADATA_BYTES = 64 * 1024 * 1024
+"""Largest decompressed PNG metadata chunk (ICC profile, EXIF, text) read."""
+_text_saved = 0
+
+
 @contextlib.contextmanager
 def _pillow_limit(pixels: int) -> Iterator[None]:
-    global _bomb_users, _bomb_saved
+    global _bomb_users, _bomb_saved, _text_saved
     with _bomb_lock:
         if _bomb_users == 0:
             _bomb_saved = Image.MAX_IMAGE_PIXELS
+            _text_saved = PngImagePlugin.MAX_TEXT_CHUNK
         Image.MAX_IMAGE_PIXELS = pixels
+        # an ICC profile or EXIF block of a valid photo may be megabytes (Pillow stops at 1 MB)
+        PngImagePlugin.MAX_TEXT_CHUNK = max(_text_saved, MAX_METADATA_BYTES)
         _bomb_users += 1
     try:
         with warnings.catch_warnings():
@@ -250,6 +258,7 @@ def _pillow_limit(pixels: int) -> Iterator[None]:
             _bomb_users -= 1
             if _bomb_users == 0:
                 Image.MAX_IMAGE_PIXELS = _bomb_saved
+                PngImagePlugin.MAX_TEXT_CHUNK = _text_saved
 
 
 def _check_size(name: str, width: int, height: int, limit: int) -> None:
@@ -319,6 +328,37 @@ def _decode_with_cv2(path: Path, size: tuple[int, int]) -> np.ndarray | None:
         return None
 
 
+def _decode_tiff_with_vips(path: Path, name: str, limit: int) -> np.ndarray | None:
+    """A TIFF Pillow cannot open (float16/32/64 or signed 16/32-bit samples, RGB or RGBA) read
+    by libvips as native pixels: float clipped to [0, 1]; signed integers scaled from their
+    positive range to 16 bits. None if libvips cannot read it either."""
+    try:
+        image = banddecode._pyvips().Image.new_from_file(str(path), access="sequential")
+        _check_size(name, image.width, image.height, limit)
+        if image.bands not in (1, 2, 3, 4):
+            return None
+        arr = image.numpy()
+    except UserError:
+        raise
+    except Exception:  # noqa: BLE001 - not readable by libvips either: reported as corrupt
+        return None
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.dtype.kind == "f":
+        return _native(arr)
+    if arr.dtype.kind == "i":  # signed: the positive range, to 16 bits
+        shift = arr.dtype.itemsize * 8 - 1 - 16
+        positive = np.clip(arr, 0, None).astype(np.int64)
+        scaled = positive >> shift if shift > 0 else positive << -shift
+        return np.clip(scaled, 0, 65535).astype(np.uint16)
+    if arr.dtype == np.uint32:
+        return (arr >> 16).astype(np.uint16)
+    try:
+        return _native(arr)
+    except ValueError:
+        return None
+
+
 _DEEP_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})  # 16-bit or float data
 
 #: Photos of at least this many megapixels are decoded a band of rows at a time by libvips
@@ -327,6 +367,12 @@ BAND_DECODE_MEGAPIXELS: float = 16
 
 # Pillow mode -> channels, for the modes whose pixels libvips hands over unchanged.
 _BAND_CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "I;16": 1, "I;16L": 1, "I;16B": 1, "I": 1}
+
+
+_VIPS_SAFE_SIDE = 10_000_000
+"""libvips refuses images with a side beyond its maximum coordinate (100 million pixels in
+recent versions, 10 million in older ones); such images (a 1x150,000,000 strip under the pixel
+limit) are decoded whole by Pillow when libvips will not open them."""
 
 
 def _band_decoder(
@@ -341,7 +387,12 @@ def _band_decoder(
         or mode not in _BAND_CHANNELS
     ):
         return None
-    decoder = BandDecoder(path)
+    try:
+        decoder = BandDecoder(path)
+    except Exception:
+        if max(size) > _VIPS_SAFE_SIDE:  # beyond what libvips opens: decoded whole instead
+            return None
+        raise
     expected = (size, _BAND_CHANNELS[mode], np.dtype(np.uint16 if bit_depth > 8 else np.uint8))
     if ((decoder.width, decoder.height), decoder.channels, decoder.dtype) != expected:
         return None
@@ -475,6 +526,10 @@ def _decode(path: str | os.PathLike[str], consume: Callable[[Pixels, int, ImageI
             raise
         except UnidentifiedImageError:
             kind = _sniff(head)
+            deep = _decode_tiff_with_vips(path, name, limit) if kind == "TIFF" else None
+            if deep is not None:  # float or signed-integer TIFF: valid, Pillow cannot open it
+                depth = 8 if deep.dtype == np.uint8 else 16
+                return consume(deep, 1, ImageInfo(format="TIFF", bit_depth=depth))
             if kind:
                 raise UserError(f"{name}: corrupt or truncated {kind} file") from None
             raise UserError(f"{name}: not an image file (cannot identify image format)") from None
@@ -676,39 +731,24 @@ _MAX_SIDES = {"JPEG": 65535, "WEBP": webp.MAX_SIDE}  # what the formats can stor
 
 
 def _create_temp(directory: Path, name: str, suffix: str) -> tuple[int, Path]:
-    # os.open with mode 0o666 so the final file gets the usual umask-based permissions
-    # (tempfile.mkstemp would create it 0600).
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = directory / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary file in {directory}")
+    return create_temp(directory / name)
 
 
 def _write_error(name: str, e: OSError) -> UserError:
-    if isinstance(e, PermissionError):
-        return UserError(f"{name}: permission denied")
-    return UserError(f"{name}: cannot write file ({_one_line(e.strerror or e)})")
+    return write_error(name, e)
 
 
-def check_output_path(path: str | os.PathLike[str]) -> str:
+def check_output_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> str:
     """The Pillow format an output ``path`` will be written in; :class:`UserError` if its
-    extension is unknown or its directory is missing, so a run can fail before decoding."""
+    extension is unknown, its directory is missing, it is a directory or (without
+    ``overwrite``) it exists, so a run can fail before decoding."""
     path = Path(path)
     fmt = _WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         supported = ", ".join(IMAGE_EXTENSIONS)
         shown = f"'{path.suffix}'" if path.suffix else "no extension"
         raise UserError(f"{path}: cannot write {shown}; supported extensions: {supported}")
-    if not path.parent.is_dir():
-        if path.parent.exists():
-            raise UserError(f"{path}: output directory is not a directory")
-        raise UserError(f"{path}: output directory does not exist")
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory")
+    check_target(path, overwrite=overwrite)
     return fmt
 
 
@@ -739,11 +779,13 @@ class ImageWriter:
         quality: int = 95,
         subsampling: str | None = None,
         png_compression: int = PNG_COMPRESSION,
+        overwrite: bool = False,
     ) -> None:
         path = Path(path)
         self.path, self._name = path, str(path)
+        self._overwrite = overwrite
         suffix = path.suffix.lower()
-        fmt = check_output_path(path)
+        fmt = check_output_path(path, overwrite=overwrite)
         if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
             raise UserError(f"JPEG/WebP quality must be an integer from 1 to 100, got {quality!r}")
         if (
@@ -846,7 +888,7 @@ class ImageWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path, overwrite=self._overwrite)
 
     @contextlib.contextmanager
     def _aborting(self) -> Iterator[None]:
@@ -923,6 +965,7 @@ def write_image(
     quality: int = 95,
     subsampling: str | None = None,
     png_compression: int = PNG_COMPRESSION,
+    overwrite: bool = False,
 ) -> None:
     """Write rgb (float HxWx3 in [0, 1]) to ``path``, atomically; format from the extension.
 
@@ -932,12 +975,17 @@ def write_image(
     ``subsampling`` ('4:4:4', '4:2:2', '4:2:0'; None = Pillow's default) to JPEG,
     ``png_compression`` (zlib level 0-9, see PNG_COMPRESSION) to PNG and TIFF.
 
-    An existing file at ``path`` is replaced only once the new one is completely written.
+    An existing file at ``path`` is refused (:class:`UserError`) unless ``overwrite``; then it is
+    replaced only once the new one is completely written. The name is taken exclusively, so of
+    two writers of one name without ``overwrite`` only one succeeds
+    (:mod:`llenhance.atomic`).
     For results made a band at a time, :class:`ImageWriter` takes the rows as they come.
     """
     rgb = _validate_rgb(rgb)
     options = {"quality": quality, "subsampling": subsampling, "png_compression": png_compression}
-    with ImageWriter(path, rgb.shape[0], rgb.shape[1], info, **options) as writer:
+    with ImageWriter(
+        path, rgb.shape[0], rgb.shape[1], info, **options, overwrite=overwrite
+    ) as writer:
         writer.write(rgb)
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from llenhance.archs import ArchSpec, get_arch
+from llenhance.atomic import check_outputs, path_key
 from llenhance.bands import SpooledImage
 from llenhance.catalog import DEFAULT_MODEL
 from llenhance.devices import (
@@ -23,7 +24,7 @@ from llenhance.devices import (
     release_freed_memory,
     resolve_device,
 )
-from llenhance.errors import UserError
+from llenhance.errors import UserError, failure_text
 from llenhance.exposure import check_exposure
 from llenhance.images import (
     IMAGE_EXTENSIONS,
@@ -130,6 +131,8 @@ def load_enhancer(
         raise UserError(f"--exposure: {exc}") from None
     if model is not None and "/" not in model:
         get_arch(model)  # an unknown name fails here, with the closest known one suggested
+    if tile is not None and not (isinstance(tile, str) and tile.strip().lower() == "auto"):
+        check_overlap(overlap, resolve_tile(tile, torch.device("cpu"), None))  # before loading
     torch_device = resolve_device(device)
     net, info = load_model(weights or model or DEFAULT_MODEL, device=torch_device, offline=offline)
     if model is not None and "/" not in model and weights is not None and info.arch != model:
@@ -137,11 +140,13 @@ def load_enhancer(
     net = place_model(fuse_batchnorm(net), torch_device)
     on_cuda = torch_device.type == "cuda"
     spec = get_arch(info.arch).for_config(info.config)
+    tile_px = resolve_tile(tile, torch_device, spec)
+    check_overlap(overlap, tile_px)
     return Enhancer(
         model=net,
         spec=spec,
         info=info,
-        tile=resolve_tile(tile, torch_device, spec),
+        tile=tile_px,
         overlap=overlap,
         amp=amp and on_cuda,
         batch_tiles=batch_tiles or (4 if on_cuda else 1),
@@ -154,17 +159,28 @@ def resolve_tile(tile: int | str | None, device: torch.device, spec: ArchSpec) -
     activations fit in half the free memory."""
     if tile is None:
         return default_tile(spec)
-    if isinstance(tile, int):
-        return tile
-    if tile.strip().lower() == "auto":
+    if isinstance(tile, str) and tile.strip().lower() == "auto":
         if device.type != "cuda":
             return default_tile(spec)
         free, _ = torch.cuda.mem_get_info(device)
         return suggest_tile(free // 2, spec)
     try:
-        return int(tile)
-    except ValueError:
+        value = int(tile)
+    except (TypeError, ValueError):
         raise UserError(f"--tile {tile}: expected a number of pixels, 0 or auto") from None
+    if value < 0:
+        raise UserError(f"--tile {tile}: expected a positive number of pixels, 0 or auto")
+    return value
+
+
+def check_overlap(overlap: int | None, tile: int) -> None:
+    """``--tile-overlap``: not negative, and less than a tile (0: whole image, any overlap)."""
+    if overlap is None:
+        return
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise UserError(f"--tile-overlap {overlap}: expected 0 or a positive number of pixels")
+    if tile > 0 and overlap >= tile:
+        raise UserError(f"--tile-overlap {overlap}: must be less than the tile ({tile} pixels)")
 
 
 def enhance_image(image: np.ndarray, model: str | None = None, **options) -> np.ndarray:
@@ -177,6 +193,15 @@ def enhance_image(image: np.ndarray, model: str | None = None, **options) -> np.
 class Job:
     source: Path
     target: Path
+    compare: Path | None = None
+    """Where ``--compare`` puts the side-by-side picture (None: none is written)."""
+
+    def outputs(self) -> list[tuple[Path, str]]:
+        """Every file this job writes, with what writes it (for :func:`check_outputs`)."""
+        found = [(self.target, str(self.source))]
+        if self.compare is not None:
+            found.append((self.compare, f"--compare of {self.source}"))
+        return found
 
 
 @dataclass
@@ -194,14 +219,21 @@ def plan_jobs(
     *,
     fmt: str | None = None,
     suffix: str = "_enhanced",
+    compare: bool = False,
 ) -> list[Job]:
     """Map inputs to outputs: an output with an extension and no trailing slash is a file (one
     input only); otherwise it is a directory. Without ``-o``, results go beside the inputs
-    with ``suffix`` added to the name. Everything is checked here, before any work: missing
-    folders (parents too) must be creatable; :func:`enhance_files` makes them as it writes."""
-    sources = list_images(inputs)
+    with ``suffix`` added to the name; files a folder or pattern brings in that are this plan's
+    own outputs (an earlier run's ``NAME_enhanced.EXT`` beside ``NAME.EXT``) are not inputs, so
+    such a batch resumes.
+
+    Everything is checked here, before any work: every output, ``--compare`` pictures included,
+    is no input and no two share a name (:func:`~llenhance.atomic.check_outputs`), and missing
+    folders (parents too) must be creatable; :func:`enhance_files` makes them as it writes.
+    """
     if fmt is not None and fmt.lower() not in FORMATS:
         raise UserError(f"--format {fmt}: expected one of {', '.join(sorted(set(FORMATS)))}")
+    sources = list_images(inputs)
     ext = FORMATS[fmt.lower()] if fmt else None
     if output is not None:
         out = Path(output)
@@ -218,25 +250,31 @@ def plan_jobs(
                     f"-o {out}: {len(sources)} inputs need an output directory, not a file"
                 )
             _check_creatable(out.parent, out)
-            jobs = [Job(sources[0], out)]
+
+            def target_of(s: Path) -> Path:
+                return out
         else:
             if out.exists() and not out.is_dir():
                 raise UserError(f"-o {out}: exists and is not a directory")
             _check_creatable(out, out)
-            jobs = [Job(s, out / f"{s.stem}{ext or s.suffix}") for s in sources]
+
+            def target_of(s: Path) -> Path:
+                return out / f"{s.stem}{ext or s.suffix}"
     else:
-        jobs = [Job(s, s.with_name(f"{s.stem}{suffix}{ext or s.suffix}")) for s in sources]
-    seen: dict[Path, Path] = {}
-    inputs_resolved = {s.resolve() for s in sources}
-    for job in jobs:
-        target = job.target.resolve()
-        if target in inputs_resolved:
-            raise UserError(f"{job.target}: output would overwrite an input")
-        if target in seen:
-            raise UserError(
-                f"{job.source} and {seen[target]} would both be written to {job.target}"
-            )
-        seen[target] = job.source
+
+        def target_of(s: Path) -> Path:
+            return s.with_name(f"{s.stem}{suffix}{ext or s.suffix}")
+
+    def job_of(s: Path) -> Job:
+        target = target_of(s)
+        return Job(s, target, compare_path(target) if compare else None)
+
+    jobs = [job_of(s) for s in sources]
+    if output is None:
+        named = {path_key(Path(os.path.expanduser(os.fspath(i)))) for i in inputs}
+        own = {path_key(path) for job in jobs for path, _ in job.outputs()}
+        jobs = [j for j in jobs if path_key(j.source) in named or path_key(j.source) not in own]
+    check_outputs([o for job in jobs for o in job.outputs()], [j.source for j in jobs], force=True)
     return jobs
 
 
@@ -291,11 +329,24 @@ def enhance_files(
     OVERLAP_MAX_MEGAPIXELS, the next photo is decoded and the previous one encoded on
     background threads while the model computes.
     An existing target is skipped unless ``force``; outputs are written to a temporary name and
-    renamed, so an interrupted batch resumes cleanly.
+    renamed, so an interrupted batch resumes cleanly. Before the first write, every file the
+    batch will write is checked (:func:`~llenhance.atomic.check_outputs`): none is an input,
+    none shares a name with another and, unless ``force``, none exists (a ``--compare``
+    picture included). Every file is then created exclusively: without ``force`` nothing is
+    ever replaced, even by a run writing the same names at the same time.
+
+    A failure of one image, whatever its cause, is recorded in the report with the image and
+    the batch goes on; only KeyboardInterrupt and SystemExit end it.
     """
     callbacks = callbacks or BatchCallbacks()
     report = BatchReport()
     started = time.perf_counter()
+    jobs = list(jobs)
+    if compare:
+        jobs = [
+            j if j.compare is not None else Job(j.source, j.target, compare_path(j.target))
+            for j in jobs
+        ]
     todo: list[Job] = []
     for job in jobs:
         if job.target.exists() and not force:
@@ -303,12 +354,19 @@ def enhance_files(
             callbacks.image_end(job, "skipped", 0.0)
         else:
             todo.append(job)
-    options = {"quality": quality, "subsampling": subsampling, "png_compression": png_compression}
+    check_outputs([o for job in todo for o in job.outputs()], [j.source for j in jobs], force=force)
+    options = {
+        "quality": quality,
+        "subsampling": subsampling,
+        "png_compression": png_compression,
+        "overwrite": force,
+    }
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
 
         def spool_job(job: Job, alone: bool) -> tuple[SpooledImage, ImageInfo]:
             job.target.parent.mkdir(parents=True, exist_ok=True)  # -o out/a/b/ (checked)
-            check_output_path(job.target)  # before the decode, and before a spool beside it
+            # before the decode, and before a spool beside it
+            check_output_path(job.target, overwrite=force)
             spooled, info = spool_image(job.source, job.target.parent)
             # The decoder's copy of the photo, freed in this thread's arena, which the model
             # never reuses. Only while nothing computes (the first photo, or one after a large
@@ -332,19 +390,15 @@ def enhance_files(
                 upcoming = read(following, alone=False)
             try:
                 source, info = future.result()
-            except UserError as exc:
-                report.failed.append((job.source, str(exc)))
-                callbacks.image_end(job, "failed", 0.0)
+            except Exception as exc:  # noqa: BLE001 - one image's failure never ends the batch
+                _failed(report, callbacks, job, exc)
                 continue
             with source:
                 mp = source.shape[0] * source.shape[1] / 1e6
                 try:
-                    finish = _enhance_one(
-                        source, info, job, enhancer, writer, callbacks, options, compare
-                    )
-                except UserError as exc:
-                    report.failed.append((job.source, str(exc)))
-                    callbacks.image_end(job, "failed", 0.0)
+                    finish = _enhance_one(source, info, job, enhancer, writer, callbacks, options)
+                except Exception as exc:  # noqa: BLE001
+                    _failed(report, callbacks, job, exc)
                     continue
             _collect(writes, report, callbacks, block=True)  # at most one image being encoded
             writes.append((job, mp, writer.submit(finish)))
@@ -372,7 +426,6 @@ def _enhance_one(
     pool: ThreadPoolExecutor,
     callbacks: BatchCallbacks,
     options: dict,
-    compare: bool,
 ) -> Callable[[], None]:
     """Enhance ``source`` into ``job.target``, handing each finished band to ``pool`` to encode
     while the next one computes; return the call that finishes the file (and the
@@ -380,6 +433,7 @@ def _enhance_one(
     height, width = source.shape[:2]
     mp = height * width / 1e6
     output = ImageWriter(job.target, height, width, info, **options)
+    compare = job.compare is not None
     factor = max(1, min(height, width) // (COMPARE_SIDE // 2))
     before = shrink(source, factor) if compare else None
     after = Shrinker(factor) if compare else None
@@ -416,7 +470,7 @@ def _enhance_one(
                 release_freed_memory()  # that result, once encoded
         if compare:
             side = side_by_side(before, after.result(), max_side=COMPARE_SIDE)
-            write_image(compare_path(job.target), side, **options)
+            write_image(job.compare, side, **options)
 
     return finish
 
@@ -431,10 +485,14 @@ def _collect(writes: list, report: BatchReport, callbacks: BatchCallbacks, block
         job, mp, future = writes.pop(0)
         try:
             future.result()
-        except UserError as exc:
-            report.failed.append((job.source, str(exc)))
-            callbacks.image_end(job, "failed", 0.0)
+        except Exception as exc:  # noqa: BLE001 - one image's failure never ends the batch
+            _failed(report, callbacks, job, exc)
             continue
         report.done.append(job)
         report.megapixels += mp
         callbacks.image_end(job, "done", mp)
+
+
+def _failed(report: BatchReport, callbacks: BatchCallbacks, job: Job, exc: BaseException) -> None:
+    report.failed.append((job.source, failure_text(job.source, exc)))
+    callbacks.image_end(job, "failed", 0.0)

@@ -26,17 +26,21 @@ def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3
     return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
 
 
-def _gaussian_window(channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    coords = torch.arange(11, device=device, dtype=dtype) - 5
-    g = torch.exp(-(coords**2) / (2 * 1.5**2))
+def _gaussian_window(
+    channels: int, device: torch.device, dtype: torch.dtype, size: int = 11
+) -> torch.Tensor:
+    coords = torch.arange(size, device=device, dtype=dtype) - size // 2
+    g = torch.exp(-(coords**2) / (2 * (1.5 * size / 11) ** 2))
     g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, 11, 11).contiguous()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
 
 
 def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - SSIM with the same 11x11, sigma 1.5 Gaussian window as the evaluation metric."""
+    """1 - SSIM with the same 11x11, sigma 1.5 Gaussian window as the evaluation metric (for
+    patches under 11 pixels, the largest odd window that fits, as the metric does)."""
     c = pred.shape[1]
-    window = _gaussian_window(c, pred.device, pred.dtype)
+    side = min(pred.shape[-2:])
+    window = _gaussian_window(c, pred.device, pred.dtype, min(11, side - (1 - side % 2)))
 
     def blur(x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, window, groups=c)

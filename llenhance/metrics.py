@@ -54,30 +54,40 @@ def psnr(pred: np.ndarray, ref: np.ndarray) -> float:
     return float("inf") if err == 0 else float(10.0 * np.log10(1.0 / err))
 
 
-def _blur(x: np.ndarray) -> np.ndarray:
-    return cv2.GaussianBlur(x, (_WINDOW, _WINDOW), _SIGMA, borderType=cv2.BORDER_REFLECT)
+def _blur(x: np.ndarray, window: int = _WINDOW) -> np.ndarray:
+    sigma = _SIGMA * window / _WINDOW
+    return cv2.GaussianBlur(x, (window, window), sigma, borderType=cv2.BORDER_REFLECT)
 
 
 def ssim(pred: np.ndarray, ref: np.ndarray) -> float:
-    """Mean structural similarity over channels (HxW or HxWxC arrays in [0, 1])."""
+    """Mean structural similarity over channels (HxW or HxWxC arrays in [0, 1]).
+
+    Images with a side under the 11-pixel window use the largest odd window that fits (its
+    Gaussian narrowed in proportion); a 1-pixel side compares means and no structure."""
     _check(pred, ref)
     x = pred.astype(np.float64)
     y = ref.astype(np.float64)
     if x.ndim == 2:
         x, y = x[..., None], y[..., None]
-    if min(x.shape[:2]) < _WINDOW:
-        raise ValueError(f"SSIM needs images of at least {_WINDOW}x{_WINDOW} pixels")
+    height, width = x.shape[:2]
+    if height < 1 or width < 1:
+        raise ValueError("SSIM needs at least one pixel")
+    window = min(_WINDOW, min(height, width) - (1 - min(height, width) % 2))
     values = []
-    pad = (_WINDOW - 1) // 2
+    pad = (window - 1) // 2
+
+    def blur(z: np.ndarray) -> np.ndarray:
+        return _blur(z, window) if window > 1 else z
+
     for c in range(x.shape[2]):
         a, b = np.ascontiguousarray(x[..., c]), np.ascontiguousarray(y[..., c])
-        mu_a, mu_b = _blur(a), _blur(b)
-        var_a = _blur(a * a) - mu_a * mu_a
-        var_b = _blur(b * b) - mu_b * mu_b
-        cov = _blur(a * b) - mu_a * mu_b
+        mu_a, mu_b = blur(a), blur(b)
+        var_a = blur(a * a) - mu_a * mu_a if window > 1 else 0 * a
+        var_b = blur(b * b) - mu_b * mu_b if window > 1 else 0 * b
+        cov = blur(a * b) - mu_a * mu_b if window > 1 else 0 * a
         num = (2 * mu_a * mu_b + _C1) * (2 * cov + _C2)
         den = (mu_a**2 + mu_b**2 + _C1) * (var_a + var_b + _C2)
-        values.append((num / den)[pad:-pad, pad:-pad].mean())
+        values.append((num / den)[pad : height - pad, pad : width - pad].mean())
     return float(np.mean(values))
 
 

@@ -573,17 +573,18 @@ def write_training_log(folder: str | Path, history: Sequence[Mapping[str, object
 
     The CSV has the columns :data:`CSV_COLUMNS`; missing keys and ``None`` are empty cells,
     numbers are written so they parse back exactly. ``curves.png`` is :func:`training_curves`.
-    ``folder`` is created if needed. Each file is replaced only once completely written.
+    ``folder`` is created if needed. Each file is the run's own and is replaced (only once
+    completely written).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     records = _records(history)
     with (
-        atomic_path(folder / "metrics.csv") as tmp,
+        atomic_path(folder / "metrics.csv", overwrite=True) as tmp,
         open(tmp, "w", newline="", encoding="utf-8") as f,
     ):
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for record in records:
             writer.writerow([_csv_value(record.get(column)) for column in CSV_COLUMNS])
-    write_image(folder / "curves.png", training_curves(records))
+    write_image(folder / "curves.png", training_curves(records), overwrite=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from llenhance.atomic import atomic_path
 from llenhance.catalog import ModelEntry
@@ -34,8 +36,16 @@ from llenhance.metrics import Scores
 from llenhance.tone import TOLERANCE, Tone, tone_flags, tone_ratios
 from llenhance.training import EpochRecord, TrainConfig, TrainReporter
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Markup is off: file names, option values and messages are shown as typed ("[x].png",
+# "IMG_0001 [edited].png", "--format '[/]'"), never read as rich markup. Styling is given with
+# ``style=`` or Text, never inside a string.
+console = Console(highlight=False, markup=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
+
+
+def error_line(message: str) -> Text:
+    """``error: MESSAGE``, the label in red, the message exactly as given."""
+    return Text.assemble(("error:", "red"), " ", message)
 
 
 def _fmt(scores: Scores) -> list[str]:
@@ -65,9 +75,7 @@ def eval_table(report: EvalReport, title: str, per_image: bool = True) -> Table:
         extra = [f"{gt.psnr:.2f}", f"{gt.ssim:.4f}"] if with_gt_mean and gt else []
         tones = report.mean_tones()
         tone = [_flag_text(*tones)] if tones else []
-        table.add_row(
-            f"[bold]mean of {len(report.results)}[/]", *_fmt(mean), *extra, *tone, style="bold"
-        )
+        table.add_row(f"mean of {len(report.results)}", *_fmt(mean), *extra, *tone, style="bold")
     return table
 
 
@@ -100,8 +108,25 @@ def tone_table(report: EvalReport) -> Table | None:
     return table
 
 
-def write_eval_files(report: EvalReport, json_path: Path | None, csv_path: Path | None) -> None:
-    """The same numbers as the table, for machines."""
+def json_text(value: object) -> str:
+    """Strict JSON (RFC 8259): NaN and infinities, which JSON has no words for, become null."""
+    return json.dumps(_finite(value), indent=2, allow_nan=False)
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_eval_files(
+    report: EvalReport, json_path: Path | None, csv_path: Path | None, force: bool = False
+) -> None:
+    """The same numbers as the table, for machines (an existing file only with ``force``)."""
     rows = report.as_rows()
     if json_path is not None:
         mean = report.mean()
@@ -113,10 +138,10 @@ def write_eval_files(report: EvalReport, json_path: Path | None, csv_path: Path 
             "tone": report.tone_summary(),
             "problems": report.problems,
         }
-        with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps(payload, indent=2))
+        with atomic_path(json_path, overwrite=force) as tmp:
+            tmp.write_text(json_text(payload))
     if csv_path is not None and rows:
-        with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as handle:
+        with atomic_path(csv_path, overwrite=force) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
@@ -124,10 +149,10 @@ def write_eval_files(report: EvalReport, json_path: Path | None, csv_path: Path 
 
 def progress_bar(**columns) -> Progress:
     return Progress(
-        TextColumn("[progress.description]{task.description}"),
+        TextColumn("{task.description}", style="progress.description", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[rate]}", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
@@ -234,7 +259,7 @@ def models_table(entries: Sequence[ModelEntry]) -> Table:
         table.add_row(
             f"{e.name}*" if e.name == DEFAULT_MODEL else e.name,
             f"{e.parameters / 1e6:.2f} M",
-            "shipped" if e.weights else "-",
+            "shipped" if e.weights else ("unreadable" if e.problem else "-"),
             number(m.get("val_psnr"), 2),
             number(m.get("val_ssim"), 4),
             number(m.get("val_mae"), 4),
@@ -285,7 +310,7 @@ class RichTrainReporter(TrainReporter):
 
     def start(self, config: TrainConfig, n_train: int, n_val: int, params: int) -> None:
         console.print(
-            f"training [bold]{config.model}[/] ({params / 1e6:.2f} M parameters) "
+            f"training {config.model} ({params / 1e6:.2f} M parameters) "
             f"on {n_train} pairs, {validation_note(config, n_val)}; {config.epochs} epochs, "
             f"batch {config.batch_size}, patch {config.patch}, loss {config.loss}, "
             f"out {config.out}"
@@ -332,4 +357,4 @@ class RichTrainReporter(TrainReporter):
         console.print(line, soft_wrap=True)
 
     def note(self, text: str) -> None:
-        err_console.print(f"[yellow]{text}[/]")
+        err_console.print(text, style="yellow")

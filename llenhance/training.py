@@ -238,6 +238,16 @@ def _weights_info(
     )
 
 
+def _check_finite_weights(model: torch.nn.Module, epoch: int) -> None:
+    """Weights with NaN or Inf are never written: the run fails instead."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(
+                f"training diverged at epoch {epoch}: weight '{name}' is NaN or Inf, so no "
+                "weights were written for it; lower --lr"
+            )
+
+
 def train(
     config: TrainConfig, reporter: TrainReporter | None = None, resume: bool = False
 ) -> TrainResult:
@@ -254,6 +264,11 @@ def train(
             )
         if resume and not checkpoint_path.exists():
             raise UserError(f"--resume: no checkpoint at {checkpoint_path}")
+        if not resume:  # a new run never replaces files it did not write
+            run_files = ("best.safetensors", "last.safetensors", "metrics.csv", "curves.png")
+            for name in run_files:
+                if (out / name).exists():
+                    raise UserError(f"{out / name}: already exists; choose another --out")
         out.mkdir(parents=True, exist_ok=True)
     device = dist.device
     torch.manual_seed(config.seed)
@@ -298,20 +313,40 @@ def train(
         "loss_sum": 0.0,
     }
     if resume:
-        saved = read_checkpoint_record(checkpoint_path)["config"]
-        saved["model_config"] = spec.full_config(**saved["model_config"])
-        for key in ("model", "model_config", "batch_size", "patch", "seed"):
-            current = getattr(config, key)
-            if key == "model_config":
-                current = spec.full_config(**current)
-            if saved[key] != current:
+        try:
+            saved = read_checkpoint_record(checkpoint_path)["config"]
+            saved["model_config"] = spec.full_config(**saved["model_config"])
+            for key in ("model", "model_config", "batch_size", "patch", "seed", "data"):
+                current = getattr(config, key)
+                if key == "model_config":
+                    current = spec.full_config(**current)
+                if key == "data":  # the same folder, however it is spelled
+                    same = Path(saved[key]).resolve() == Path(current).resolve()
+                else:
+                    same = saved[key] == current
+                if not same:
+                    raise UserError(
+                        f"--resume: --{key.replace('_', '-')} {current!r} "
+                        f"differs from the run's {saved[key]!r}"
+                    )
+            state = load_checkpoint(checkpoint_path, model, optimizer)
+            state.pop("config")
+            scheduler.load_state_dict(state.pop("scheduler"))
+            if state["epoch"] >= config.epochs:
                 raise UserError(
-                    f"--resume: --{key.replace('_', '-')} {current!r} "
-                    f"differs from the run's {saved[key]!r}"
+                    f"--resume: the run in {out} has done {state['epoch']} epochs, so --epochs "
+                    f"{config.epochs} leaves nothing to do; give more epochs to continue it"
                 )
-        state = load_checkpoint(checkpoint_path, model, optimizer)
-        state.pop("config")
-        scheduler.load_state_dict(state.pop("scheduler"))
+            [EpochRecord(**r) for r in state["history"]]  # a damaged history fails here
+            if saved["epochs"] != config.epochs:
+                reporter.note(
+                    f"--epochs {config.epochs}: the run's {saved['epochs']} epochs extended"
+                )
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise UserError(
+                f"{checkpoint_path}: damaged checkpoint record ({type(exc).__name__}: {exc}); "
+                "start a new --out"
+            ) from None
         reporter.note(f"resuming at epoch {state['epoch'] + 1}, batch {state['batch']}")
     train_model = dist.wrap(model)
     history = [EpochRecord(**r) for r in state["history"]]
@@ -387,6 +422,14 @@ def train(
                         f"to {checkpoint_path}; continue with --resume"
                     )
             state["seconds"] += time.perf_counter() - started
+            if state["batch"] == 0 and steps_per_epoch > 0:  # every batch skipped: no step
+                write_checkpoint()  # the weights did not move: as finite as they were
+                raise UserError(
+                    f"training failed: every batch of epoch {epoch + 1} had non-finite losses, "
+                    "so nothing was learned and no weights were written; lower --lr or check "
+                    "the data"
+                )
+            _check_finite_weights(model, epoch + 1)
             record = EpochRecord(
                 epoch=epoch + 1,
                 train_loss=state["loss_sum"] / max(1, state["batch"]),
@@ -429,8 +472,8 @@ def train(
             if dist.is_main:
                 info = _weights_info(config, spec, epoch + 1, state["seconds"], metrics)
                 if record.best:
-                    save_weights(best_path, model, info)
-                save_weights(last_path, model, info)
+                    save_weights(best_path, model, info, overwrite=True)
+                save_weights(last_path, model, info, overwrite=True)
                 write_checkpoint()
                 write_training_log(out, [asdict(r) for r in history])
             reporter.epoch_end(record)

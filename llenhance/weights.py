@@ -20,7 +20,7 @@ from torch import nn
 
 from llenhance import __version__
 from llenhance.archs import arch_names, create_model, get_arch
-from llenhance.atomic import atomic_path
+from llenhance.atomic import atomic_path, check_target
 from llenhance.errors import UserError
 
 
@@ -79,15 +79,25 @@ class WeightsInfo:
                 version=metadata.get(f"{_PREFIX}version", "unknown"),
                 source=source,
             )
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{source}: corrupt metadata ({exc})") from None
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise UserError(f"{source}: corrupt metadata ({_first_line(exc)})") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise UserError(
+                f"{source}: metadata does not fit '{arch}' ({_first_line(exc)})"
+            ) from None
 
 
-def save_weights(path: str | Path, model: nn.Module, info: WeightsInfo) -> Path:
-    """Write ``model``'s state dict and ``info`` to ``path`` atomically."""
+def save_weights(
+    path: str | Path, model: nn.Module, info: WeightsInfo, *, overwrite: bool = False
+) -> Path:
+    """Write ``model``'s state dict and ``info`` to ``path`` atomically; an existing file is
+    refused unless ``overwrite``, and tensors with NaN or Inf are never written."""
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(f"{path}: not written, tensor '{key}' contains NaN or Inf values")
+    with atomic_path(path, overwrite=overwrite) as tmp:
         save_file(state, str(tmp), metadata=info.to_metadata())
     return path
 
@@ -121,6 +131,12 @@ def resolve_weights(name_or_path: str | Path, offline: bool | None = None) -> Pa
     shipped = shipped_path(text)
     if shipped.is_file():
         return shipped
+    local = text.startswith((".", "/", "~", os.sep)) or (
+        path.parent != Path(".") and path.parent.is_dir()
+    )
+    if local:  # a folder of that name is here: a local path, never a Hub repo
+        hub_hint = f"; for a Hugging Face repo write hf://{text}" if text.count("/") == 1 else ""
+        raise UserError(f"{text}: weights file not found (no such file){hub_hint}")
     if text.count("/") == 1 and path.suffix != ".safetensors" and not path.exists():
         from llenhance.hub import resolve_repo_weights
 
@@ -164,13 +180,63 @@ def load_state(path: Path, model: nn.Module, info: WeightsInfo) -> None:
     model.load_state_dict(state)
 
 
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
+
+def check_header(path: Path, info: WeightsInfo) -> None:
+    """Compare the config's tensors with the file's header before anything real is allocated:
+    the architecture is built on the ``meta`` device (shapes, no memory), the header is read
+    without its tensors. A config that does not build, a missing, extra, mis-shaped or
+    non-float tensor is a :class:`UserError` naming ``path``."""
+    spec = get_arch(info.arch)
+    if not isinstance(info.config, dict):
+        raise UserError(f"{path}: config in its metadata is not a JSON object")
+    try:
+        with torch.device("meta"):
+            built = create_model(info.arch, **info.config).state_dict()
+        expected = {k: tuple(v.shape) for k, v in built.items()}
+    except Exception as exc:  # noqa: BLE001 - any config the architecture cannot build
+        raise UserError(
+            f"{path}: config does not fit architecture '{spec.name}' "
+            f"({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            found = {}
+            for key in handle.keys():  # noqa: SIM118 - a safe_open handle is not iterable
+                piece = handle.get_slice(key)
+                found[key] = (tuple(piece.get_shape()), str(piece.get_dtype()))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read tensors ({_first_line(exc)})") from None
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing or unexpected:
+        raise UserError(
+            f"{path}: tensors do not match architecture '{info.arch}' with its config "
+            f"(missing {len(missing)}: {', '.join(missing[:3])}; "
+            f"unexpected {len(unexpected)}: {', '.join(unexpected[:3])})"
+        )
+    for key, (shape, dtype) in found.items():
+        if shape != expected[key]:
+            raise UserError(
+                f"{path}: tensor '{key}' has shape {shape}, architecture "
+                f"'{info.arch}' expects {expected[key]}"
+            )
+        if (dtype.upper() in _FLOAT_DTYPES) != built[key].is_floating_point():
+            wanted = "floating point" if built[key].is_floating_point() else "integer"
+            raise UserError(f"{path}: tensor '{key}' is {dtype}, '{info.arch}' expects {wanted}")
+
+
 def load_model(
     name_or_path: str | Path, device: str | torch.device = "cpu", offline: bool | None = None
 ) -> tuple[nn.Module, WeightsInfo]:
-    """Build the architecture a weights file names, load its tensors, return it in eval mode."""
+    """Build the architecture a weights file names, load its tensors, return it in eval mode.
+    The config is checked against the file's tensor shapes first (:func:`check_header`), so
+    metadata never decides how much memory is allocated."""
     path = resolve_weights(name_or_path, offline=offline)
     info = read_info(path)
     spec = get_arch(info.arch)
+    check_header(path, info)
     try:
         model = create_model(info.arch, **info.config)
     except (TypeError, ValueError) as exc:
@@ -180,11 +246,19 @@ def load_model(
     return model, info
 
 
-def export_weights(source: str | Path, target: str | Path, half: bool = True) -> Path:
+def export_weights(
+    source: str | Path, target: str | Path, half: bool = True, force: bool = False
+) -> Path:
     """Copy a weights file, validated, with floating-point tensors stored as float16 (half the
-    size; loading casts them back to float32). Metadata is kept and marked."""
-    model, info = load_model(source)
+    size; loading casts them back to float32). Metadata is kept and marked. ``target`` is never
+    the source, and an existing one is replaced only with ``force``."""
+    from llenhance.atomic import check_outputs
+
+    path = resolve_weights(source)
+    check_outputs([(Path(target), "export")], [path], force=force)
+    check_target(target, overwrite=force)
+    model, info = load_model(path)
     if half:
         model = model.half()
         info.training = {**info.training, "stored_as": "float16"}
-    return save_weights(target, model, info)
+    return save_weights(target, model, info, overwrite=force)

@@ -125,6 +125,7 @@ def _valid_weights(folder: Path) -> bytes:
         folder / "w.safetensors",
         create_model("unet-res", **TINY_UNET),
         WeightsInfo(arch="unet-res", config=dict(TINY_UNET)),
+        overwrite=True,  # the same folder for every example
     )
     return path.read_bytes()
 

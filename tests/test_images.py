@@ -664,17 +664,21 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch, e
     monkeypatch.setattr(PngEncoder, "write", broken_rows)
     expected = UserError if isinstance(error, OSError) else RuntimeError
     with pytest.raises(expected) as e:
-        write_image(out, np.zeros((4, 4, 3), np.float32))
+        write_image(out, np.zeros((4, 4, 3), np.float32), overwrite=True)
     if expected is UserError:
         assert out.name in str(e.value) and "No space left" in str(e.value)
     assert files_in(tmp_path) == [out.name]
     assert out.read_bytes() == b"previous result"
 
 
-def test_write_replaces_existing_file(tmp_path):
+def test_write_refuses_existing_file_unless_overwrite(tmp_path):
     out = tmp_path / "out.png"
     out.write_bytes(b"old")
-    write_image(out, np.ones((2, 3, 3), np.float32))
+    with pytest.raises(UserError, match="already exists"):
+        write_image(out, np.ones((2, 3, 3), np.float32))
+    assert out.read_bytes() == b"old"
+    assert files_in(tmp_path) == ["out.png"]
+    write_image(out, np.ones((2, 3, 3), np.float32), overwrite=True)
     assert read_rgb(out).shape == (2, 3, 3)
     assert files_in(tmp_path) == ["out.png"]
 

@@ -250,7 +250,7 @@ def test_image_writer_reads_a_spooled_alpha_a_band_at_a_time(tmp_path, suffix):
 
 def test_image_writer_left_unfinished_leaves_nothing(tmp_path):
     (tmp_path / "out.png").write_bytes(b"previous")
-    writer = ImageWriter(tmp_path / "out.png", 10, 4)
+    writer = ImageWriter(tmp_path / "out.png", 10, 4, overwrite=True)
     writer.write(np.zeros((6, 4, 3), np.float32))
     with pytest.raises(ValueError, match="only 6 of 10 rows"):
         writer.close()

@@ -100,7 +100,7 @@ def test_tiff_beyond_4_gib_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
     (tmp_path / "out.tif").write_bytes(b"previous")
     noise = np.random.default_rng(0).random((40, 40, 3)).astype(np.float32)
     with pytest.raises(UserError, match="larger than 4 GiB"):
-        write_image(tmp_path / "out.tif", noise)
+        write_image(tmp_path / "out.tif", noise, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
     assert (tmp_path / "out.tif").read_bytes() == b"previous"
 

@@ -57,7 +57,9 @@ def whole_image_context(
     (so a photo of any size is never held as floats, nor whole) and then area-downscaled with
     OpenCV; smaller ones (all training images) are used as they are.
     """
-    small = shrink(image, max(1, max(image.shape[:2]) // CONTEXT_INPUT_SIDE))
+    # never by more than the short side: a 1x2048 photo is shrunk to 1x1024, not to nothing
+    factor = min(max(image.shape[:2]) // CONTEXT_INPUT_SIDE, min(image.shape[:2]))
+    small = shrink(image, max(1, factor))
     height, width = small.shape[:2]
     scale = CONTEXT_INPUT_SIDE / max(height, width)
     if scale < 1:
