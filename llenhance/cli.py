@@ -490,7 +490,7 @@ def push(
     ] = None,
 ) -> None:
     """Upload weights to the Hugging Face Hub with a generated model card."""
-    from llenhance.hub import push_weights
+    from llenhance.publish import push_weights
     from llenhance.render import console
 
     ref = push_weights(weights, repo, token=token, private=private)

@@ -17,7 +17,7 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub import errors as hf_errors
 from safetensors.torch import save_file
 
-from llenhance import hub
+from llenhance import hub, publish
 from llenhance.archs import create_model
 from llenhance.errors import UserError
 from llenhance.weights import WeightsInfo, load_model, read_info, save_weights
@@ -351,7 +351,7 @@ def _front_matter(card: str) -> dict:
 
 
 def test_model_card(monkeypatch):
-    card = hub.model_card(_info(), repo_id="me/lowlight", filename=FILE, license="apache-2.0")
+    card = publish.model_card(_info(), repo_id="me/lowlight", filename=FILE, license="apache-2.0")
     meta = _front_matter(card)
     assert meta["library_name"] == "llenhance"
     assert meta["license"] == "apache-2.0"
@@ -361,7 +361,7 @@ def test_model_card(monkeypatch):
     for value in ("21.23", "0.8123", "0.0567", "data/LOL", "| epochs | 30 |"):
         assert value in card, value
     assert "```bash\nllenhance train data/LOL --model unet-res --epochs 30\n```" in card
-    bare = hub.model_card(WeightsInfo(arch="unet-res", config={}))
+    bare = publish.model_card(WeightsInfo(arch="unet-res", config={}))
     assert _front_matter(bare)["license"] == "mit"
     assert "No metrics were recorded" in bare and "not recorded" in bare
 
@@ -387,12 +387,12 @@ class FakeApi:
 @pytest.fixture
 def fake_api(monkeypatch):
     FakeApi.calls, FakeApi.fail_with = [], None
-    monkeypatch.setattr(hub, "HfApi", FakeApi)
+    monkeypatch.setattr(publish, "HfApi", FakeApi)
     return FakeApi
 
 
 def test_push_weights_uploads_weights_and_card(fake_api, tiny_weights):
-    ref = hub.push_weights(tiny_weights, "me/lowlight", token="hf_x", private=True)
+    ref = publish.push_weights(tiny_weights, "me/lowlight", token="hf_x", private=True)
     assert ref == "hf://me/lowlight/tiny.safetensors"
     assert fake_api.calls[0] == ("init", "hf_x")
     _, repo_id, kwargs = fake_api.calls[1]
@@ -401,13 +401,13 @@ def test_push_weights_uploads_weights_and_card(fake_api, tiny_weights):
     assert repo_id == "me/lowlight" and "tiny.safetensors" in kwargs["commit_message"]
     uploaded = {op.path_in_repo: op.path_or_fileobj for op in operations}
     assert uploaded["tiny.safetensors"] == str(tiny_weights)
-    card = hub.model_card(
+    card = publish.model_card(
         read_info(tiny_weights), repo_id="me/lowlight", filename="tiny.safetensors"
     )
     assert uploaded["README.md"] == card.encode()
     assert "12.50" in card  # the fixture's val_psnr
 
-    ref = hub.push_weights(tiny_weights, "me/lowlight", path_in_repo="v2/best.safetensors")
+    ref = publish.push_weights(tiny_weights, "me/lowlight", path_in_repo="v2/best.safetensors")
     assert ref == "hf://me/lowlight/v2/best.safetensors"
     assert (
         b"--weights hf://me/lowlight/v2/best.safetensors"
@@ -418,14 +418,16 @@ def test_push_weights_uploads_weights_and_card(fake_api, tiny_weights):
 def test_push_refuses_anything_but_llenhance_weights(fake_api, tmp_path, tiny_weights, monkeypatch):
     plain = tmp_path / "plain.safetensors"
     save_file({"w": torch.zeros(2)}, str(plain))
-    assert "not llenhance weights" in one_line_error(hub.push_weights, plain, "me/x")
-    assert "not found" in one_line_error(hub.push_weights, tmp_path / "none.safetensors", "me/x")
+    assert "not llenhance weights" in one_line_error(publish.push_weights, plain, "me/x")
+    assert "not found" in one_line_error(
+        publish.push_weights, tmp_path / "none.safetensors", "me/x"
+    )
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file")
-    assert "not a valid safetensors file" in one_line_error(hub.push_weights, junk, "me/x")
-    assert "owner/repo" in one_line_error(hub.push_weights, tiny_weights, "noslash")
+    assert "not a valid safetensors file" in one_line_error(publish.push_weights, junk, "me/x")
+    assert "owner/repo" in one_line_error(publish.push_weights, tiny_weights, "noslash")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert "offline" in one_line_error(hub.push_weights, tiny_weights, "me/x")
+    assert "offline" in one_line_error(publish.push_weights, tiny_weights, "me/x")
     assert fake_api.calls == []
 
 
@@ -433,6 +435,6 @@ def test_push_errors_are_one_line(fake_api, tiny_weights):
     fake_api.fail_with = hf_errors.HfHubHTTPError(
         "401 Client Error\nbad token", response=response(401)
     )
-    message = one_line_error(hub.push_weights, tiny_weights, "me/x")
+    message = one_line_error(publish.push_weights, tiny_weights, "me/x")
     assert message.startswith("hf://me/x/tiny.safetensors: push failed") and "log in" in message
     assert not any(call[0] == "create_commit" for call in fake_api.calls)
