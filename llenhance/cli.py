@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
-import json
 import shlex
 import sys
+import typing
 from pathlib import Path
 from typing import Annotated
 
@@ -16,11 +17,11 @@ from llenhance import __version__
 from llenhance.defaults import (
     DEFAULT_MODEL,
     DEFAULT_TILE,
-    DEFAULT_VAL_SPLIT,
     MODEL_NAMES,
     PNG_COMPRESSION,
 )
 from llenhance.errors import UserError
+from llenhance.train_config import TrainConfig
 
 app = typer.Typer(
     help="Turn dark, noisy photos into clean, well-lit ones.",
@@ -351,109 +352,58 @@ def evaluate(
             raise typer.Exit(EXIT_PARTIAL)
 
 
-@app.command()
-@_global_options
-@_guarded
-def train(
-    data: Annotated[Path, typer.Option(help="LOL-layout training folder (low/, high/).")],
-    model: Annotated[
-        str, typer.Option(help=f"Architecture to train: {', '.join(MODEL_NAMES)}.")
-    ] = DEFAULT_MODEL,
-    model_config: Annotated[
-        str | None, typer.Option(help="Architecture config as JSON, e.g. '{\"width\": 24}'.")
-    ] = None,
-    val: Annotated[Path | None, typer.Option(help="LOL-layout validation folder.")] = None,
-    val_split: Annotated[
-        float | None,
-        typer.Option(
-            help="Hold out this fraction of --data for validation (0: none). "
-            f"Default without --val: {DEFAULT_VAL_SPLIT:g}.",
-            show_default=False,
-        ),
-    ] = None,
-    synthesize: Annotated[
-        bool,
-        typer.Option(help="--data is a folder of normal photos: synthesise low-light pairs."),
-    ] = False,
-    photos: Annotated[
-        Path | None,
-        typer.Option(help="Also train on low-light pairs synthesised from these photos."),
-    ] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 100,
-    batch_size: Annotated[int, typer.Option(min=1)] = 4,
-    patch: Annotated[int, typer.Option(min=8, help="Random crop size.")] = 256,
-    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
-    loss: Annotated[
-        str, typer.Option(help="l1, mse, charbonnier, ssim, tone, color or sums: l1+0.2*ssim.")
-    ] = "l1+0.2*ssim",
-    schedule: Annotated[str, typer.Option(help="cosine (with warm-up) or plateau.")] = "cosine",
-    warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warm-up steps (cosine).")] = 200,
-    identity_fraction: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Share of (reference, reference) pairs.")
-    ] = 0.1,
-    exposure_jitter: Annotated[
-        float, typer.Option(min=1.0, help="Scale low exposure by up to this factor either way.")
-    ] = 2.0,
-    init: Annotated[
-        str | None, typer.Option(help="Start from these weights (fine-tune; same config).")
-    ] = None,
-    out: Annotated[
-        Path, typer.Option(help="Folder for best/last weights and the checkpoint.")
-    ] = Path("runs/train"),
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
-    seed: int = 0,
-    device: Device = "auto",
-    workers: Annotated[int, typer.Option(min=0, help="Data loader processes.")] = 0,
-    patience: Annotated[
-        int, typer.Option(min=0, help="Stop after N validations without gain; 0 = never.")
-    ] = 0,
-    val_every: Annotated[int, typer.Option(min=1, help="Validate every N epochs.")] = 1,
-) -> None:
+def _train(resume: bool = False, **options) -> None:
     """Train a model on low/normal-light pairs (LOL layout)."""
     from llenhance.render import RichTrainReporter, console
-    from llenhance.training import TrainConfig, TrainingInterrupted
+    from llenhance.training import TrainingInterrupted
     from llenhance.training import train as run_training
 
-    try:
-        config_dict = json.loads(model_config) if model_config else {}
-    except json.JSONDecodeError as exc:
-        raise UserError(f"--model-config is not valid JSON ({exc})") from None
-    if not isinstance(config_dict, dict):
-        raise UserError("--model-config must be a JSON object")
-    if val is not None and val_split:
-        raise UserError("give either --val or --val-split, not both")
-    config = TrainConfig(
-        data=str(data),
-        model=model,
-        model_config=config_dict,
-        val=str(val) if val else None,
-        val_split=DEFAULT_VAL_SPLIT if val_split is None else val_split,
-        synthesize=synthesize,
-        photos=str(photos) if photos else None,
-        epochs=epochs,
-        batch_size=batch_size,
-        patch=patch,
-        lr=lr,
-        loss=loss,
-        schedule=schedule,
-        warmup_steps=warmup_steps,
-        identity_fraction=identity_fraction,
-        exposure_jitter=exposure_jitter,
-        init=init,
-        out=str(out),
-        seed=seed,
-        device=device,
-        workers=workers,
-        patience=patience,
-        val_every=val_every,
-        command="llenhance " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-    )
+    command = "llenhance " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    config = TrainConfig.from_options(command=command, **options)
     try:
         result = run_training(config, RichTrainReporter(quiet=_state["quiet"]), resume=resume)
     except TrainingInterrupted as exc:
         console.print(str(exc), style="yellow")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     console.print(f"best weights: {result.best_path or '-'}; last weights: {result.last_path}")
+
+
+def _with_config_options(command):
+    """``command`` taking one option per :class:`TrainConfig` field that declares one (its
+    type, default, help and bounds), plus its own parameters."""
+    hints = typing.get_type_hints(TrainConfig)
+    parameters = []
+    for spec in dataclasses.fields(TrainConfig):
+        meta = dict(spec.metadata)
+        if "help" not in meta:
+            continue
+        kind = hints[spec.name]
+        default = spec.default
+        if meta.pop("json", False):
+            kind, default = str | None, None
+        elif meta.pop("unset", False):  # None: "not given", resolved by TrainConfig
+            kind, default = kind | None, None
+            meta["show_default"] = False
+        if default is dataclasses.MISSING:
+            default = inspect.Parameter.empty
+        parameters.append(
+            inspect.Parameter(
+                spec.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=Annotated[kind, typer.Option(**meta)],
+            )
+        )
+    own = inspect.signature(command, eval_str=True).parameters.values()
+    resume = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p.name == "resume"]
+    command.__signature__ = inspect.Signature([*parameters, *resume])
+    command.__annotations__ = {p.name: p.annotation for p in [*parameters, *resume]}
+    return command
+
+
+ResumeOption = Annotated[bool, typer.Option(help="Continue the run in --out.")]
+_train.__annotations__["resume"] = ResumeOption
+train = app.command("train")(_global_options(_guarded(_with_config_options(_train))))
 
 
 @app.command()

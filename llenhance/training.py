@@ -11,7 +11,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,45 +37,10 @@ from llenhance.evaluation import evaluate_enhancer
 from llenhance.losses import build_loss
 from llenhance.pictures import write_training_log
 from llenhance.tiling import enhance_array
+from llenhance.train_config import TrainConfig
 from llenhance.weights import WeightsInfo, load_state, read_info, resolve_weights, save_weights
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; stored in the checkpoint so a resume can check it."""
-
-    data: str
-    model: str = "unet-res"
-    model_config: dict[str, Any] = field(default_factory=dict)
-    val: str | None = None
-    val_split: float = 0.1
-    """Share of ``data`` held out for validation when no ``val`` folder is given (0: none)."""
-    synthesize: bool = False
-    photos: str | None = None
-    """Also train on low-light pairs synthesised from the photos in this folder."""
-    identity_fraction: float = 0.1
-    exposure_jitter: float = 2.0
-    init: str | None = None
-    epochs: int = 100
-    batch_size: int = 4
-    patch: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    loss: str = "l1+0.2*ssim"
-    schedule: str = "cosine"
-    warmup_steps: int = 200
-    out: str = "runs/train"
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 0
-    patience: int = 0
-    val_every: int = 1
-    tile: int | None = None
-    """Validation tile; None takes the architecture's default."""
-    max_bad_steps: int = 10
-    command: str = ""
 
 
 @dataclass
@@ -248,78 +213,104 @@ def _check_finite_weights(model: torch.nn.Module, epoch: int) -> None:
             )
 
 
-def train(
-    config: TrainConfig, reporter: TrainReporter | None = None, resume: bool = False
-) -> TrainResult:
-    """Train ``config.model`` on ``config.data``; see :class:`TrainConfig` for the knobs."""
-    dist = DistributedContext.from_env(config.device)
-    reporter = reporter if reporter is not None and dist.is_main else TrainReporter()
-    spec = get_arch(config.model).for_config(config.model_config)
-    out = Path(config.out)
-    checkpoint_path = out / CHECKPOINT_NAME
-    if dist.is_main:
-        if not resume and checkpoint_path.exists():
+RUN_FILES = ("best.safetensors", "last.safetensors", "metrics.csv", "curves.png")
+_RESUME_KEYS = ("model", "model_config", "batch_size", "patch", "seed", "data")
+
+
+class Trainer:
+    """One training run: :meth:`step` on a batch, :meth:`validate`, :meth:`checkpoint`, and
+    :meth:`run` for the whole loop; a resumed run continues bit-exactly where it stopped.
+
+    Under ``torchrun`` every rank steps on its shard; rank 0 validates and writes files.
+    """
+
+    def __init__(
+        self, config: TrainConfig, reporter: TrainReporter | None = None, resume: bool = False
+    ) -> None:
+        self.config = config
+        self.dist = DistributedContext.from_env(config.device)
+        self.reporter = reporter if reporter is not None and self.dist.is_main else TrainReporter()
+        self.spec = get_arch(config.model).for_config(config.model_config)
+        self.out = Path(config.out)
+        self.checkpoint_path = self.out / CHECKPOINT_NAME
+        self.best_path = self.out / "best.safetensors"
+        self.last_path = self.out / "last.safetensors"
+        self._prepare_out(resume)
+        self.device = self.dist.device
+        torch.manual_seed(config.seed)
+
+        self.loss_fn = build_loss(config.loss)
+        self.model = place_model(self.spec.build(**config.model_config), self.device)
+        self.dataset, self.val_pairs = _datasets(config, self.spec)
+        if config.init and not resume:
+            init_from(self.model, config.init, self.spec.name, config.model_config)
+        fit = getattr(self.model, "fit_preprocessor", None)
+        if fit is not None and not resume and not config.init:
+            fit(*self.dataset.float_pairs())
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        world = self.dist.world_size
+        self.sampler = self.dist.sampler(len(self.dataset), config.seed)
+        self.per_rank_batch = config.batch_size // world
+        if self.per_rank_batch < 1 or config.batch_size % world:
+            raise UserError(
+                f"--batch-size {config.batch_size} must be a multiple of {world} processes"
+            )
+        self.loader = DataLoader(
+            self.dataset,
+            batch_size=self.per_rank_batch,
+            sampler=self.sampler,
+            num_workers=config.workers,
+            drop_last=True,
+        )
+        self.steps_per_epoch = len(self.dataset) // world // self.per_rank_batch
+        self.scheduler = _scheduler(self.optimizer, config, self.steps_per_epoch * config.epochs)
+        self.amp = self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.state: dict[str, Any] = {
+            "epoch": 0,
+            "batch": 0,
+            "step": 0,
+            "best_psnr": None,
+            "bad_epochs": 0,
+            "seconds": 0.0,
+            "history": [],
+            "loss_sum": 0.0,
+        }
+        if resume:
+            self._restore()
+        self.train_model = self.dist.wrap(self.model)
+        self.history = [EpochRecord(**r) for r in self.state["history"]]
+        self.bad_steps = 0
+
+    def _prepare_out(self, resume: bool) -> None:
+        """Refuse to start over an earlier run, or to resume nothing; make ``out``."""
+        if not self.dist.is_main:
+            return
+        out = self.out
+        if not resume and self.checkpoint_path.exists():
             raise UserError(
                 f"{out} already holds a training run: pass --resume, or choose another --out"
             )
-        if resume and not checkpoint_path.exists():
-            raise UserError(f"--resume: no checkpoint at {checkpoint_path}")
+        if resume and not self.checkpoint_path.exists():
+            raise UserError(f"--resume: no checkpoint at {self.checkpoint_path}")
         if not resume:  # a new run never replaces files it did not write
-            run_files = ("best.safetensors", "last.safetensors", "metrics.csv", "curves.png")
-            for name in run_files:
+            for name in RUN_FILES:
                 if (out / name).exists():
                     raise UserError(f"{out / name}: already exists; choose another --out")
         out.mkdir(parents=True, exist_ok=True)
-    device = dist.device
-    torch.manual_seed(config.seed)
 
-    loss_fn = build_loss(config.loss)
-    model = place_model(spec.build(**config.model_config), device)
-    dataset, val_pairs = _datasets(config, spec)
-    if config.init and not resume:
-        init_from(model, config.init, spec.name, config.model_config)
-    fit = getattr(model, "fit_preprocessor", None)
-    if fit is not None and not resume and not config.init:
-        fit(*dataset.float_pairs())
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    sampler = dist.sampler(len(dataset), config.seed)
-    per_rank_batch = config.batch_size // dist.world_size
-    if per_rank_batch < 1 or config.batch_size % dist.world_size:
-        raise UserError(
-            f"--batch-size {config.batch_size} must be a multiple of {dist.world_size} processes"
-        )
-    loader = DataLoader(
-        dataset,
-        batch_size=per_rank_batch,
-        sampler=sampler,
-        num_workers=config.workers,
-        drop_last=True,
-    )
-    steps_per_epoch = len(dataset) // dist.world_size // per_rank_batch
-    scheduler = _scheduler(optimizer, config, steps_per_epoch * config.epochs)
-    amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "batch": 0,
-        "step": 0,
-        "best_psnr": None,
-        "bad_epochs": 0,
-        "seconds": 0.0,
-        "history": [],
-        "loss_sum": 0.0,
-    }
-    if resume:
+    def _restore(self) -> None:
+        """Load the checkpoint, after checking it belongs to this run."""
+        config, path = self.config, self.checkpoint_path
         try:
-            saved = read_checkpoint_record(checkpoint_path)["config"]
-            saved["model_config"] = spec.full_config(**saved["model_config"])
-            for key in ("model", "model_config", "batch_size", "patch", "seed", "data"):
+            saved = read_checkpoint_record(path)["config"]
+            saved["model_config"] = self.spec.full_config(**saved["model_config"])
+            for key in _RESUME_KEYS:
                 current = getattr(config, key)
                 if key == "model_config":
-                    current = spec.full_config(**current)
+                    current = self.spec.full_config(**current)
                 if key == "data":  # the same folder, however it is spelled
                     same = Path(saved[key]).resolve() == Path(current).resolve()
                 else:
@@ -329,166 +320,201 @@ def train(
                         f"--resume: --{key.replace('_', '-')} {current!r} "
                         f"differs from the run's {saved[key]!r}"
                     )
-            state = load_checkpoint(checkpoint_path, model, optimizer)
+            state = load_checkpoint(path, self.model, self.optimizer)
             state.pop("config")
-            scheduler.load_state_dict(state.pop("scheduler"))
+            self.scheduler.load_state_dict(state.pop("scheduler"))
             if state["epoch"] >= config.epochs:
                 raise UserError(
-                    f"--resume: the run in {out} has done {state['epoch']} epochs, so --epochs "
-                    f"{config.epochs} leaves nothing to do; give more epochs to continue it"
+                    f"--resume: the run in {self.out} has done {state['epoch']} epochs, so "
+                    f"--epochs {config.epochs} leaves nothing to do; give more epochs to "
+                    "continue it"
                 )
             [EpochRecord(**r) for r in state["history"]]  # a damaged history fails here
             if saved["epochs"] != config.epochs:
-                reporter.note(
+                self.reporter.note(
                     f"--epochs {config.epochs}: the run's {saved['epochs']} epochs extended"
                 )
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise UserError(
-                f"{checkpoint_path}: damaged checkpoint record ({type(exc).__name__}: {exc}); "
+                f"{path}: damaged checkpoint record ({type(exc).__name__}: {exc}); "
                 "start a new --out"
             ) from None
-        reporter.note(f"resuming at epoch {state['epoch'] + 1}, batch {state['batch']}")
-    train_model = dist.wrap(model)
-    history = [EpochRecord(**r) for r in state["history"]]
-    reporter.start(config, len(dataset), len(val_pairs), count_parameters(model))
+        self.state = state
+        self.reporter.note(f"resuming at epoch {state['epoch'] + 1}, batch {state['batch']}")
 
-    def write_checkpoint() -> None:
-        if not dist.is_main:
+    def checkpoint(self) -> None:
+        """Save everything a resume needs (rank 0)."""
+        if not self.dist.is_main:
             return
         record = {
-            **state,
-            "history": [asdict(r) for r in history],
-            "config": asdict(config),
-            "scheduler": scheduler.state_dict(),
+            **self.state,
+            "history": [asdict(r) for r in self.history],
+            "config": asdict(self.config),
+            "scheduler": self.scheduler.state_dict(),
             "version": __version__,
         }
         save_checkpoint(
-            checkpoint_path, model, optimizer, json.loads(json.dumps(record, default=str))
+            self.checkpoint_path,
+            self.model,
+            self.optimizer,
+            json.loads(json.dumps(record, default=str)),
         )
 
-    best_path = out / "best.safetensors"
-    last_path = out / "last.safetensors"
-    stopped_early = False
-    bad_steps = 0
-    with _StopFlag() as stop:
-        while state["epoch"] < config.epochs:
-            epoch = state["epoch"]
-            dataset.set_epoch(epoch)
-            sampler.set_epoch(epoch, skip=state["batch"] * per_rank_batch)
-            reporter.epoch_start(epoch, config.epochs, steps_per_epoch - state["batch"])
-            train_model.train()
-            started = time.perf_counter()
-            for batch in loader:
-                low = batch["low"].to(device).contiguous(memory_format=torch.channels_last)
-                high = batch["high"].to(device).contiguous(memory_format=torch.channels_last)
-                context = batch["context"].to(device) if "context" in batch else None
-                with torch.autocast(device.type, enabled=amp):
-                    pred = spec.run(train_model, low, context)
-                    loss = loss_fn(pred.float(), high)
-                    aux = getattr(model, "auxiliary_loss", None)
-                    if aux is not None:
-                        loss = loss + aux(high)
-                if not torch.isfinite(loss):
-                    bad_steps += 1
-                    reporter.note(f"non-finite loss at step {state['step']}: batch skipped")
-                    if bad_steps >= config.max_bad_steps:
-                        write_checkpoint()
-                        raise UserError(
-                            f"training diverged: {bad_steps} non-finite losses in a row at epoch "
-                            f"{epoch + 1}; lower --lr (checkpoint kept at {checkpoint_path})"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    continue
-                bad_steps = 0
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                scaler.step(optimizer)
-                scaler.update()
-                if config.schedule == "cosine":
-                    scheduler.step()
-                value = dist.mean(loss.detach())
-                state["loss_sum"] += value
-                state["batch"] += 1
-                state["step"] += 1
-                reporter.batch_end(value)
-                if stop.requested:
-                    state["seconds"] += time.perf_counter() - started
-                    write_checkpoint()
-                    raise TrainingInterrupted(
-                        f"interrupted at epoch {epoch + 1}, batch {state['batch']}: "
-                        "checkpoint saved "
-                        f"to {checkpoint_path}; continue with --resume"
-                    )
-            state["seconds"] += time.perf_counter() - started
-            if state["batch"] == 0 and steps_per_epoch > 0:  # every batch skipped: no step
-                write_checkpoint()  # the weights did not move: as finite as they were
+    def step(self, batch: dict[str, torch.Tensor]) -> float | None:
+        """One optimiser step; the batch's mean loss over ranks, or None when the loss was not
+        finite and the batch was skipped (too many in a row end the run as diverged)."""
+        device, state = self.device, self.state
+        low = batch["low"].to(device).contiguous(memory_format=torch.channels_last)
+        high = batch["high"].to(device).contiguous(memory_format=torch.channels_last)
+        context = batch["context"].to(device) if "context" in batch else None
+        with torch.autocast(device.type, enabled=self.amp):
+            pred = self.spec.run(self.train_model, low, context)
+            loss = self.loss_fn(pred.float(), high)
+            aux = getattr(self.model, "auxiliary_loss", None)
+            if aux is not None:
+                loss = loss + aux(high)
+        if not torch.isfinite(loss):
+            self.bad_steps += 1
+            self.reporter.note(f"non-finite loss at step {state['step']}: batch skipped")
+            if self.bad_steps >= self.config.max_bad_steps:
+                self.checkpoint()
                 raise UserError(
-                    f"training failed: every batch of epoch {epoch + 1} had non-finite losses, "
-                    "so nothing was learned and no weights were written; lower --lr or check "
-                    "the data"
+                    f"training diverged: {self.bad_steps} non-finite losses in a row at epoch "
+                    f"{state['epoch'] + 1}; lower --lr (checkpoint kept at "
+                    f"{self.checkpoint_path})"
                 )
-            _check_finite_weights(model, epoch + 1)
-            record = EpochRecord(
-                epoch=epoch + 1,
-                train_loss=state["loss_sum"] / max(1, state["batch"]),
-                lr=optimizer.param_groups[0]["lr"],
-                seconds=state["seconds"],
-            )
-            metrics: dict[str, Any] = {}
-            if (
-                dist.is_main
-                and val_pairs
-                and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs)
-            ):
-                model.eval()
-                report = evaluate_enhancer(
-                    lambda image: enhance_array(model, image, spec, tile=config.tile),
-                    val_pairs,
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.bad_steps = 0
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.config.schedule == "cosine":
+            self.scheduler.step()
+        value = self.dist.mean(loss.detach())
+        state["loss_sum"] += value
+        state["batch"] += 1
+        state["step"] += 1
+        return value
+
+    def validate(self, record: EpochRecord) -> dict[str, Any]:
+        """Score the model on the validation pairs into ``record``; the metrics for the weights'
+        metadata (empty where this epoch does not validate or this rank is not rank 0)."""
+        config, epoch = self.config, record.epoch
+        due = epoch % config.val_every == 0 or epoch == config.epochs
+        if not (self.dist.is_main and self.val_pairs and due):
+            return {}
+        self.model.eval()
+        report = evaluate_enhancer(
+            lambda image: enhance_array(self.model, image, self.spec, tile=config.tile),
+            self.val_pairs,
+        )
+        mean = report.mean()
+        record.val_psnr, record.val_ssim, record.val_mae = mean.psnr, mean.ssim, mean.mae
+        state = self.state
+        if state["best_psnr"] is None or mean.psnr > state["best_psnr"]:
+            state["best_psnr"] = mean.psnr
+            state["bad_epochs"] = 0
+            record.best = True
+        else:
+            state["bad_epochs"] += 1
+        return {
+            "val_psnr": round(mean.psnr, 3),
+            "val_ssim": round(mean.ssim, 4),
+            "val_mae": round(mean.mae, 4),
+            "val_images": len(self.val_pairs),
+            "epoch": epoch,
+        }
+
+    def _train_epoch(self, stop: _StopFlag) -> None:
+        state = self.state
+        epoch = state["epoch"]
+        self.dataset.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, skip=state["batch"] * self.per_rank_batch)
+        self.reporter.epoch_start(epoch, self.config.epochs, self.steps_per_epoch - state["batch"])
+        self.train_model.train()
+        started = time.perf_counter()
+        for batch in self.loader:
+            value = self.step(batch)
+            if value is None:
+                continue
+            self.reporter.batch_end(value)
+            if stop.requested:
+                state["seconds"] += time.perf_counter() - started
+                self.checkpoint()
+                raise TrainingInterrupted(
+                    f"interrupted at epoch {epoch + 1}, batch {state['batch']}: "
+                    f"checkpoint saved to {self.checkpoint_path}; continue with --resume"
                 )
-                mean = report.mean()
-                record.val_psnr, record.val_ssim, record.val_mae = mean.psnr, mean.ssim, mean.mae
-                metrics = {
-                    "val_psnr": round(mean.psnr, 3),
-                    "val_ssim": round(mean.ssim, 4),
-                    "val_mae": round(mean.mae, 4),
-                    "val_images": len(val_pairs),
-                    "epoch": epoch + 1,
-                }
-                if state["best_psnr"] is None or mean.psnr > state["best_psnr"]:
-                    state["best_psnr"] = mean.psnr
-                    state["bad_epochs"] = 0
-                    record.best = True
-                else:
-                    state["bad_epochs"] += 1
-            val_psnr = dist.broadcast_float(
-                record.val_psnr if record.val_psnr is not None else float("nan")
+        state["seconds"] += time.perf_counter() - started
+        if state["batch"] == 0 and self.steps_per_epoch > 0:  # every batch skipped: no step
+            self.checkpoint()  # the weights did not move: as finite as they were
+            raise UserError(
+                f"training failed: every batch of epoch {epoch + 1} had non-finite losses, "
+                "so nothing was learned and no weights were written; lower --lr or check "
+                "the data"
             )
-            if config.schedule == "plateau" and val_psnr == val_psnr:  # every rank, same value
-                scheduler.step(val_psnr)
-            history.append(record)
-            state.update(epoch=epoch + 1, batch=0, loss_sum=0.0)
-            if dist.is_main:
-                info = _weights_info(config, spec, epoch + 1, state["seconds"], metrics)
-                if record.best:
-                    save_weights(best_path, model, info, overwrite=True)
-                save_weights(last_path, model, info, overwrite=True)
-                write_checkpoint()
-                write_training_log(out, [asdict(r) for r in history])
-            reporter.epoch_end(record)
-            if (
-                config.patience
-                and dist.broadcast_float(float(state["bad_epochs"])) >= config.patience
-            ):
-                reporter.note(f"early stop: no val PSNR gain for {config.patience} validations")
-                stopped_early = True
-                break
-    dist.barrier()
-    dist.close()
-    return TrainResult(
-        history=history,
-        best_path=best_path if best_path.exists() else None,
-        last_path=last_path,
-        stopped_early=stopped_early,
-    )
+        _check_finite_weights(self.model, epoch + 1)
+
+    def _end_epoch(self) -> EpochRecord:
+        """Validate, step a plateau schedule, write weights, checkpoint and log."""
+        state, config = self.state, self.config
+        record = EpochRecord(
+            epoch=state["epoch"] + 1,
+            train_loss=state["loss_sum"] / max(1, state["batch"]),
+            lr=self.optimizer.param_groups[0]["lr"],
+            seconds=state["seconds"],
+        )
+        metrics = self.validate(record)
+        val_psnr = self.dist.broadcast_float(
+            record.val_psnr if record.val_psnr is not None else float("nan")
+        )
+        if config.schedule == "plateau" and val_psnr == val_psnr:  # every rank, same value
+            self.scheduler.step(val_psnr)
+        self.history.append(record)
+        state.update(epoch=record.epoch, batch=0, loss_sum=0.0)
+        if self.dist.is_main:
+            info = _weights_info(config, self.spec, record.epoch, state["seconds"], metrics)
+            if record.best:
+                save_weights(self.best_path, self.model, info, overwrite=True)
+            save_weights(self.last_path, self.model, info, overwrite=True)
+            self.checkpoint()
+            write_training_log(self.out, [asdict(r) for r in self.history])
+        return record
+
+    def run(self) -> TrainResult:
+        """Train until ``epochs`` (or ``patience`` validations without gain)."""
+        config = self.config
+        self.reporter.start(
+            config, len(self.dataset), len(self.val_pairs), count_parameters(self.model)
+        )
+        stopped_early = False
+        with _StopFlag() as stop:
+            while self.state["epoch"] < config.epochs:
+                self._train_epoch(stop)
+                self.reporter.epoch_end(self._end_epoch())
+                bad = self.dist.broadcast_float(float(self.state["bad_epochs"]))
+                if config.patience and bad >= config.patience:
+                    self.reporter.note(
+                        f"early stop: no val PSNR gain for {config.patience} validations"
+                    )
+                    stopped_early = True
+                    break
+        self.dist.barrier()
+        self.dist.close()
+        return TrainResult(
+            history=self.history,
+            best_path=self.best_path if self.best_path.exists() else None,
+            last_path=self.last_path,
+            stopped_early=stopped_early,
+        )
+
+
+def train(
+    config: TrainConfig, reporter: TrainReporter | None = None, resume: bool = False
+) -> TrainResult:
+    """Train ``config.model`` on ``config.data``; see :class:`TrainConfig` for the knobs."""
+    return Trainer(config, reporter, resume).run()

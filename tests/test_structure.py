@@ -65,3 +65,25 @@ def test_no_import_cycle():
 
 def test_hub_downloads_without_knowing_weights():
     assert not {"llenhance.weights", "llenhance.publish"} & import_graph()["llenhance.hub"]
+
+
+def test_train_options_are_the_config_fields():
+    """The CLI is built from TrainConfig: every declared field is an option with its default
+    and help, and nothing is copied by hand."""
+    import dataclasses
+
+    import typer.main
+
+    from llenhance.cli import app
+    from llenhance.train_config import TrainConfig
+
+    command = typer.main.get_command(app).commands["train"]
+    params = {p.name: p for p in command.params}
+    declared = [f for f in dataclasses.fields(TrainConfig) if "help" in f.metadata]
+    assert {f.name for f in declared} | {"resume", "quiet", "verbose", "debug"} == set(params)
+    for spec in declared:
+        assert params[spec.name].help == spec.metadata["help"]
+        if spec.default is not dataclasses.MISSING and not spec.metadata.get("unset"):
+            assert params[spec.name].default == spec.default, spec.name
+    assert params["data"].required
+    assert "command" not in params and "max_bad_steps" not in params
