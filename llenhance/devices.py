@@ -74,7 +74,7 @@ def reuse_freed_memory() -> bool:
 
 
 def place_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move ``model`` to ``device`` in channels-last layout (1.6-2x faster convolutions on CPU);
+    """Move ``model`` to ``device`` in channels-last layout (faster convolutions on CPU);
     on CPU, also let the allocator reuse freed activations (:func:`reuse_freed_memory`)."""
     if device.type == "cpu":
         reuse_freed_memory()
