@@ -69,7 +69,7 @@ class BandDecoder:
         self._next = 0
 
     def _error(self, error: Exception) -> UserError:
-        """The one-line message :mod:`llenhance.images` gives for the same fault."""
+        """The one-line message :mod:`llenhance.io.decode` gives for the same fault."""
         detail = _first_line(error)
         if "premature end" in detail.lower() or "truncated" in detail.lower():
             return UserError(f"{self.name}: file is truncated")

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from llenhance.bands import RowEncoder
+from llenhance.io.encoder import RowEncoder
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHUNK_BYTES = 1 << 16  # IDAT data is written in chunks of about this size (as Pillow does)
