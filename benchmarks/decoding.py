@@ -47,12 +47,13 @@ def make_photo(folder: Path, size: str, kind: str) -> Path:
 
 def child(path: str, decoder: str) -> None:
     """Spool one photo in this process; prints seconds and peak RSS as JSON."""
-    from llenhance import images
+    from llenhance.io import decode
+    from llenhance.io.read import spool_image
 
     if decoder == "whole":
-        images.BAND_DECODE_MEGAPIXELS = float("inf")
+        decode.BAND_DECODE_MEGAPIXELS = float("inf")
     start = time.perf_counter()
-    spooled, _ = images.spool_image(path)
+    spooled, _ = spool_image(path)
     seconds = time.perf_counter() - start
     spooled.close()
     print(json.dumps({"seconds": seconds, "rss": peak_rss_mb()}))

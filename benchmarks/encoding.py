@@ -22,8 +22,9 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks._common import REAL_HD
-from llenhance.images import read_image, write_image
 from llenhance.inference import load_enhancer
+from llenhance.io.read import read_image
+from llenhance.io.write import write_image
 
 DEFLATE = "tiff_adobe_deflate"
 

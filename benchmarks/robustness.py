@@ -22,8 +22,8 @@ from benchmarks._common import DATA
 from llenhance.archs import arch_names
 from llenhance.data import find_photos
 from llenhance.evaluation import quantize
-from llenhance.images import read_rgb
 from llenhance.inference import load_enhancer
+from llenhance.io.read import read_rgb
 from llenhance.metrics import mean_luminance, psnr, ssim
 from llenhance.synthesis import synthesize_low_light
 from llenhance.weights import shipped_path

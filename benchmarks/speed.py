@@ -142,8 +142,9 @@ def tiling_overhead(model: str, repeat: int = 3) -> tuple[float, float]:
 
 
 def max_tiled_difference(model: str, path: Path) -> float:
-    from llenhance.images import read_rgb, to_uint8
     from llenhance.inference import load_enhancer
+    from llenhance.io.read import read_rgb
+    from llenhance.pixels import to_uint8
 
     image = read_rgb(path)
     whole = load_enhancer(model, device="cpu", tile=0)(image)

@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks._common import REAL_HD
-from llenhance.images import read_image
 from llenhance.inference import load_enhancer
+from llenhance.io.read import read_image
 
 
 def photos(size: tuple[int, int], count: int) -> list:

@@ -4,11 +4,11 @@
 
 Each photo (the 4K one from ``unpaired/real-hd``, or it upscaled: ``benchmarks.speed``'s
 sizes, 197mp being 16383x12000) is enhanced by the default model, and its 8-bit result is
-encoded by ``llenhance.webp`` both ways: libwebp's defaults (retried with the fewest header
+encoded by ``llenhance.io.webp`` both ways: libwebp's defaults (retried with the fewest header
 bits if VP8's first partition overflows) and the fewest header bits from the start (one
 segment, no intra-4x4 modes). Seconds of encoding, attempts, MB, and PSNR against the result;
 "bits/MB" is what the 512 KiB first partition leaves each 16x16 macroblock. llenhance starts
-with the fewest header bits below ``llenhance.webp.HEADER_BITS_PER_MACROBLOCK``.
+with the fewest header bits below ``llenhance.io.webp.HEADER_BITS_PER_MACROBLOCK``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.speed import GENERATED, SIZES, find_photo, make_large
-from llenhance import webp
-from llenhance.images import read_image
 from llenhance.inference import Job, enhance_files, load_enhancer
+from llenhance.io import webp
+from llenhance.io.read import read_image
 
 
 def encode(result: np.ndarray, quality: int, fewest_first: bool) -> tuple[float, int, bytes]:

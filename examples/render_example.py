@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from llenhance.images import write_image
+from llenhance.io.write import write_image
 from llenhance.synthesis import SynthesisParams, synthesize_low_light
 
 HERE = Path(__file__).resolve().parent

@@ -12,8 +12,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from llenhance.atomic import atomic_path
 from llenhance.errors import UserError
+from llenhance.io.guard import atomic_path
 
 _STATE_KEY = "llenhance.train_state"
 

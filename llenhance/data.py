@@ -19,7 +19,9 @@ from torch.utils.data import Dataset, Sampler
 
 from llenhance.archs.context import whole_image_context
 from llenhance.errors import UserError
-from llenhance.images import is_image_name, read_rgb, to_uint8
+from llenhance.io.files import is_image_name
+from llenhance.io.read import read_rgb
+from llenhance.pixels import to_uint8
 from llenhance.synthesis import (
     SynthesisParams,
     linear_to_srgb,

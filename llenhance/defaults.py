@@ -2,7 +2,7 @@
 
 ``llenhance --help`` and ``--version`` read these without importing torch, NumPy or OpenCV;
 tests check that they equal the values the library uses (the architecture registry,
-:data:`llenhance.tiling.DEFAULT_TILE`, :data:`llenhance.images.PNG_COMPRESSION`).
+:data:`llenhance.tiling.DEFAULT_TILE`, :data:`llenhance.io.write.PNG_COMPRESSION`).
 """
 
 #: The model ``enhance`` uses without --model: the best val PSNR among the models that enhance a

@@ -31,6 +31,11 @@ def terminate_as_interrupt() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+def one_line(text: object) -> str:
+    """``text`` with its runs of white space, line breaks included, made single spaces."""
+    return " ".join(str(text).split())
+
+
 def failure_text(source: object, exc: BaseException) -> str:
     """One line for one item of a batch that failed: a user error as it is (it names the file),
     anything else with the item and the exception type (an internal problem, worth a report)."""

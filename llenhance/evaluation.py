@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from llenhance.atomic import check_outputs
 from llenhance.data import Pair, find_pairs, images_by_stem, pair_arrays
 from llenhance.errors import UserError, failure_text
-from llenhance.images import read_rgb, to_uint8, write_image
+from llenhance.io.guard import check_outputs
+from llenhance.io.read import read_rgb
+from llenhance.io.write import write_image
 from llenhance.metrics import METRIC_NAMES, Scores, match_gt_mean, score
 from llenhance.pictures import contact_sheet, select_best_and_worst
+from llenhance.pixels import to_uint8
 from llenhance.tone import Tone, mean_tone, measure_tone, tone_flags, tone_ratios
 
 Progress = Callable[[str], None]
@@ -237,7 +239,7 @@ def check_eval_outputs(
 ) -> None:
     """Every file an ``eval`` run writes, checked before scoring starts: none is an input (the
     images of ``data``, ``pred`` or ``gt``), none shares a name, none exists unless ``force``
-    (:func:`~llenhance.atomic.check_outputs`); ``save_dir`` must be a folder if it exists."""
+    (:func:`~llenhance.io.guard.check_outputs`); ``save_dir`` must be a folder if it exists."""
     folders = [Path(d) / sub for d in [data] if d is not None for sub in ("low", "high")]
     folders += [Path(d) for d in (pred, gt) if d is not None]
     inputs = [f for d in folders if d.is_dir() for f in d.iterdir() if f.is_file()]

@@ -15,8 +15,6 @@ import torch
 from torch import nn
 
 from llenhance.archs import ArchSpec, get_arch
-from llenhance.atomic import check_outputs, path_key
-from llenhance.bands import SpooledImage
 from llenhance.catalog import DEFAULT_MODEL
 from llenhance.devices import (
     fuse_batchnorm,
@@ -26,17 +24,13 @@ from llenhance.devices import (
 )
 from llenhance.errors import UserError, failure_text
 from llenhance.exposure import check_exposure
-from llenhance.images import (
-    IMAGE_EXTENSIONS,
-    PNG_COMPRESSION,
-    ImageInfo,
-    ImageWriter,
-    check_output_path,
-    image_size,
-    list_images,
-    spool_image,
-    write_image,
-)
+from llenhance.io.files import list_images
+from llenhance.io.formats import FORMAT_OPTIONS, IMAGE_EXTENSIONS
+from llenhance.io.guard import check_outputs, path_key
+from llenhance.io.metadata import ImageInfo
+from llenhance.io.read import image_size, spool_image
+from llenhance.io.spool import SpooledImage
+from llenhance.io.write import PNG_COMPRESSION, ImageWriter, check_output_path, write_image
 from llenhance.pictures import side_by_side
 from llenhance.pixels import RowSource, Shrinker, shrink
 from llenhance.tiling import (
@@ -49,15 +43,6 @@ from llenhance.tiling import (
     suggest_tile,
 )
 from llenhance.weights import WeightsInfo, load_model
-
-FORMATS = {
-    "png": ".png",
-    "jpg": ".jpg",
-    "jpeg": ".jpg",
-    "tif": ".tif",
-    "tiff": ".tif",
-    "webp": ".webp",
-}
 
 
 @dataclass
@@ -89,7 +74,7 @@ class Enhancer:
         progress: TileProgress | None = None,
         out_dtype: type[np.generic] = np.float32,
     ) -> Iterator[tuple[int, np.ndarray]]:
-        """Enhance ``image`` (an array or a :class:`~llenhance.bands.SpooledImage`), yielding
+        """Enhance ``image`` (an array or a :class:`~llenhance.io.spool.SpooledImage`), yielding
         finished bands of output rows, ``(top, rows)``, top to bottom."""
         return enhance_bands(
             self.model,
@@ -228,13 +213,14 @@ def plan_jobs(
     such a batch resumes.
 
     Everything is checked here, before any work: every output, ``--compare`` pictures included,
-    is no input and no two share a name (:func:`~llenhance.atomic.check_outputs`), and missing
+    is no input and no two share a name (:func:`~llenhance.io.guard.check_outputs`), and missing
     folders (parents too) must be creatable; :func:`enhance_files` makes them as it writes.
     """
-    if fmt is not None and fmt.lower() not in FORMATS:
-        raise UserError(f"--format {fmt}: expected one of {', '.join(sorted(set(FORMATS)))}")
+    if fmt is not None and fmt.lower() not in FORMAT_OPTIONS:
+        expected = ", ".join(sorted(FORMAT_OPTIONS))
+        raise UserError(f"--format {fmt}: expected one of {expected}")
     sources = list_images(inputs)
-    ext = FORMATS[fmt.lower()] if fmt else None
+    ext = FORMAT_OPTIONS[fmt.lower()] if fmt else None
     if output is not None:
         out = Path(output)
         trailing_slash = str(output).endswith(("/", os.sep))
@@ -320,7 +306,7 @@ def enhance_files(
     """Enhance each job's source into its target, going on past failures.
 
     A photo is decoded once into an unlinked temporary file beside its output
-    (:func:`~llenhance.images.spool_image`), enhanced a band of rows at a time, and its rows
+    (:func:`~llenhance.io.read.spool_image`), enhanced a band of rows at a time, and its rows
     are encoded as they come (PNG, TIFF, JPEG) or gathered on disk and encoded at the end
     (WebP from one YUV picture, BMP a band at a time). Memory so holds the decoder's buffers (a
     band of rows for photos from 16 MP), then tiles and one image-wide band of at most
@@ -330,7 +316,7 @@ def enhance_files(
     background threads while the model computes.
     An existing target is skipped unless ``force``; outputs are written to a temporary name and
     renamed, so an interrupted batch resumes cleanly. Before the first write, every file the
-    batch will write is checked (:func:`~llenhance.atomic.check_outputs`): none is an input,
+    batch will write is checked (:func:`~llenhance.io.guard.check_outputs`): none is an input,
     none shares a name with another and, unless ``force``, none exists (a ``--compare``
     picture included). Every file is then created exclusively: without ``force`` nothing is
     ever replaced, even by a run writing the same names at the same time.

@@ -2,7 +2,7 @@
 
 Everything is drawn with OpenCV and NumPy (no plotting library). Images go in and come out as
 float32 HxWx3 RGB arrays in [0, 1] (uint8 and uint16 inputs are accepted and converted); save
-them with :func:`llenhance.images.write_image`.
+them with :func:`llenhance.io.write.write_image`.
 
 * :func:`side_by_side` -- ``before | after`` with a label on each half.
 * :func:`contact_sheet` -- a labelled grid, one row per image, one column per image kind
@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from llenhance.atomic import atomic_path
-from llenhance.images import write_image
+from llenhance.io.guard import atomic_path
+from llenhance.io.write import write_image
 
 __all__ = [
     "CSV_COLUMNS",

@@ -1,4 +1,5 @@
-"""Pure pixel helpers: dtype conversion and box-averaged shrinking of row sources.
+"""Pure pixel helpers: dtype conversion (decoded data to float and back to 8 or 16 bits) and
+box-averaged shrinking of row sources.
 
 No file formats here (no codecs, no spooling): :mod:`llenhance.archs` needs these to measure
 whole-image statistics, and importing a model should not load the image readers and writers.
@@ -17,7 +18,7 @@ BAND_ROWS = 256
 
 class RowSource(Protocol):
     """An HxWxC image whose rows can be read a band at a time: a numpy array, or a
-    :class:`~llenhance.bands.SpooledImage`."""
+    :class:`~llenhance.io.spool.SpooledImage`."""
 
     @property
     def shape(self) -> tuple[int, ...]: ...
@@ -51,6 +52,41 @@ def to_float(arr: np.ndarray) -> np.ndarray:
     if arr.dtype.kind == "f":
         return arr.astype(np.float32, copy=False)
     return to_float(to_native(arr))
+
+
+def _round_floats(x: np.ndarray, top: int, dtype: type, in_place: bool) -> np.ndarray:
+    """clip(x * top + 0.5, 0, top) as ``dtype``; ``in_place`` reuses a float32 ``x`` as the
+    scratch (no band-sized temporaries)."""
+    if not (in_place and x.dtype == np.float32 and x.flags.writeable):
+        return np.clip(x * top + 0.5, 0, top).astype(dtype)
+    x *= top
+    x += 0.5
+    return np.clip(x, 0, top, out=x).astype(dtype)
+
+
+def to_uint8(rgb: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """Quantise [0, 1] floats to uint8 with round-half-up; used wherever 8-bit output counts.
+
+    uint8 input is returned as is and uint16 input is rounded to the nearest 8-bit level.
+    ``in_place=True`` may overwrite a float32 input instead of allocating scratch.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.dtype == np.uint8:
+        return rgb
+    if rgb.dtype == np.uint16:
+        return ((rgb.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return _round_floats(rgb, 255, np.uint8, in_place)
+
+
+def to_uint16(x: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """Quantise [0, 1] floats to uint16 (uint8 is scaled exactly by 257; uint16 passes).
+    ``in_place=True`` may overwrite a float32 input instead of allocating scratch."""
+    x = np.asarray(x)
+    if x.dtype == np.uint16:
+        return x
+    if x.dtype == np.uint8:
+        return x.astype(np.uint16) * np.uint16(257)
+    return _round_floats(x, 65535, np.uint16, in_place)
 
 
 class Shrinker:

@@ -27,11 +27,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from llenhance.atomic import atomic_path
 from llenhance.catalog import ModelEntry
 from llenhance.defaults import DEFAULT_MODEL, DEFAULT_VAL_SPLIT
 from llenhance.evaluation import EvalReport
 from llenhance.inference import BatchCallbacks, BatchReport, Enhancer, Job
+from llenhance.io.guard import atomic_path
 from llenhance.metrics import Scores
 from llenhance.tone import TOLERANCE, Tone, tone_flags, tone_ratios
 from llenhance.training import EpochRecord, TrainConfig, TrainReporter

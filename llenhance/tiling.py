@@ -24,8 +24,7 @@ from llenhance.archs.context import whole_image_context
 from llenhance.defaults import DEFAULT_TILE
 from llenhance.errors import UserError
 from llenhance.exposure import apply_exposure, check_exposure
-from llenhance.images import to_uint8, to_uint16
-from llenhance.pixels import RowSource, to_float
+from llenhance.pixels import RowSource, to_float, to_uint8, to_uint16
 
 DEFAULT_OVERLAP = 96
 SEAM_FRACTION = 0.2

@@ -20,8 +20,8 @@ from torch import nn
 
 from llenhance import __version__
 from llenhance.archs import arch_names, create_model, get_arch
-from llenhance.atomic import atomic_path, check_target
 from llenhance.errors import UserError
+from llenhance.io.guard import atomic_path, check_target
 
 
 def _shipped_dir() -> Path:
@@ -252,7 +252,7 @@ def export_weights(
     """Copy a weights file, validated, with floating-point tensors stored as float16 (half the
     size; loading casts them back to float32). Metadata is kept and marked. ``target`` is never
     the source, and an existing one is replaced only with ``force``."""
-    from llenhance.atomic import check_outputs
+    from llenhance.io.guard import check_outputs
 
     path = resolve_weights(source)
     check_outputs([(Path(target), "export")], [path], force=force)

@@ -85,7 +85,7 @@ def shipped(tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def spooled_alpha(alpha) -> np.ndarray:
-    """The alpha plane :func:`llenhance.images.spool_image` left on disk, as float32 HxW."""
+    """The alpha plane :func:`llenhance.io.read.spool_image` left on disk, as float32 HxW."""
     from llenhance.pixels import to_float
 
     return to_float(alpha[:][:, :, 0])

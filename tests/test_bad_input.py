@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from llenhance.archs import create_model
 from llenhance.cli import app
-from llenhance.images import read_image
+from llenhance.io.read import read_image
 from llenhance.weights import WeightsInfo, save_weights
 from tests.conftest import TINY_UNET, darken, make_pairs, scene, write_png
 

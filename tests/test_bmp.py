@@ -1,4 +1,4 @@
-"""Tests for llenhance.bmp: BMP written a band at a time from rows on disk."""
+"""Tests for llenhance.io.bmp: BMP written a band at a time from rows on disk."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from llenhance import bmp
 from llenhance.errors import UserError
-from llenhance.images import ImageWriter
+from llenhance.io import bmp
+from llenhance.io.write import ImageWriter
 
 
 @pytest.mark.parametrize("width", [8, 9, 10, 11])  # every row padding, 0 to 3 bytes

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from llenhance.cli import app
-from llenhance.images import read_rgb
+from llenhance.io.read import read_rgb
 from llenhance.metrics import psnr
 from tests.conftest import TINY_TRAIN_ARGS, darken, make_pairs, scene, write_png
 
@@ -364,15 +364,16 @@ def test_version_and_help_do_not_import_torch(args):
 
 
 def test_light_defaults_match_the_library():
-    from llenhance import defaults, images, tiling
+    from llenhance import defaults, tiling
     from llenhance.archs import arch_names
     from llenhance.catalog import DEFAULT_MODEL
+    from llenhance.io import write
     from llenhance.training import TrainConfig
 
     assert sorted(defaults.MODEL_NAMES) == sorted(arch_names())
     assert defaults.MODEL_NAMES[0] == DEFAULT_MODEL == defaults.DEFAULT_MODEL
     assert defaults.DEFAULT_TILE == tiling.DEFAULT_TILE
-    assert defaults.PNG_COMPRESSION == images.PNG_COMPRESSION
+    assert defaults.PNG_COMPRESSION == write.PNG_COMPRESSION
     assert TrainConfig(data="x").val_split == defaults.DEFAULT_VAL_SPLIT
 
 

@@ -113,7 +113,7 @@ def test_torchrun_enhance_and_eval_shard_by_file(tmp_path, tiny_weights):
     from typer.testing import CliRunner
 
     from llenhance.cli import app
-    from llenhance.images import read_rgb
+    from llenhance.io.read import read_rgb
     from tests.conftest import darken, make_pairs, scene, write_png
 
     for i in range(5):

@@ -55,7 +55,7 @@ def test_cli_exposure_brightens_and_refuses_nonsense(tmp_path, tiny_weights):
             ev,
         )
         assert result.exit_code == 0, result.output
-    from llenhance.images import read_rgb
+    from llenhance.io.read import read_rgb
 
     assert mean_luminance(read_rgb(tmp_path / "bright.png")) > mean_luminance(
         read_rgb(tmp_path / "auto.png")

@@ -1,4 +1,4 @@
-"""Tests for llenhance.images: reading/writing image files. Images are generated in tmp_path."""
+"""Tests for llenhance.io: reading/writing image files. Images are generated in tmp_path."""
 
 from __future__ import annotations
 
@@ -17,18 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin
 
-from llenhance import images
 from llenhance.errors import UserError
-from llenhance.images import (
-    IMAGE_EXTENSIONS,
-    ImageInfo,
-    list_images,
-    read_image,
-    read_rgb,
-    to_uint8,
-    write_image,
-)
-from llenhance.png import PngEncoder
+from llenhance.io import limits, write
+from llenhance.io.files import list_images
+from llenhance.io.formats import IMAGE_EXTENSIONS
+from llenhance.io.metadata import ImageInfo
+from llenhance.io.png import PngEncoder
+from llenhance.io.read import read_image, read_rgb
+from llenhance.io.write import write_image
+from llenhance.pixels import to_uint8
 
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -498,7 +495,7 @@ def test_decompression_bomb_refused_quickly(tmp_path):
 
 def test_megapixel_limit_is_ours_not_pillows(tmp_path, monkeypatch):
     path = save(pattern(40, 50), tmp_path / "a.png")  # 2000 pixels
-    monkeypatch.setattr(images, "MAX_MEGAPIXELS", 1)
+    monkeypatch.setattr(limits, "MAX_MEGAPIXELS", 1)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow alone would refuse
     rgb, _ = read_image(path)
     assert rgb.shape == (40, 50, 3)
@@ -512,10 +509,10 @@ def test_megapixel_limit_is_ours_not_pillows(tmp_path, monkeypatch):
 
 def test_megapixel_limit_from_environment(monkeypatch):
     monkeypatch.setenv("LLENHANCE_MAX_MEGAPIXELS", "12")
-    assert images._megapixels_from_env() == 12
+    assert limits._megapixels_from_env() == 12
     monkeypatch.setenv("LLENHANCE_MAX_MEGAPIXELS", "lots")
     with pytest.warns(UserWarning, match="LLENHANCE_MAX_MEGAPIXELS"):
-        assert images._megapixels_from_env(default=7) == 7
+        assert limits._megapixels_from_env(default=7) == 7
 
 
 # Mutated files found by fuzzing on which Pillow raises something other than OSError
@@ -619,7 +616,7 @@ def test_permission_denied_is_user_error(tmp_path, monkeypatch):
     def refuse(*args):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(images, "_create_temp", refuse)
+    monkeypatch.setattr(write, "_create_temp", refuse)
     with pytest.raises(UserError, match=r"out\.png: permission denied"):
         write_image(tmp_path / "out.png", np.zeros((2, 2, 3), np.float32))
 
@@ -768,7 +765,7 @@ def mutated_file(draw):
 )
 @given(data=st.one_of(st.binary(max_size=256), mutated_file()))
 def test_fuzz_read_image_returns_image_or_user_error(tmp_path, monkeypatch, data):
-    monkeypatch.setattr(images, "MAX_MEGAPIXELS", 1)  # mutated headers must not eat memory
+    monkeypatch.setattr(limits, "MAX_MEGAPIXELS", 1)  # mutated headers must not eat memory
     path = tmp_path / "fuzz.png"
     path.write_bytes(data)
     try:
@@ -814,7 +811,7 @@ def test_png_compression_level_trades_size_and_never_changes_pixels(tmp_path, bi
     rng = np.random.default_rng(3)
     ramp = np.linspace(0, 1, 128, dtype=np.float32)[None, :, None]
     rgb = np.clip(ramp + 0.02 * rng.standard_normal((96, 128, 3)), 0, 1).astype(np.float32)
-    info = images.ImageInfo(format="PNG", bit_depth=bits)
+    info = ImageInfo(format="PNG", bit_depth=bits)
     sizes, pixels = {}, {}
     for level in (0, 1, 9):
         path = tmp_path / f"l{level}.png"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from llenhance import jpeg
-from llenhance.jpeg import JpegEncoder
+from llenhance.io import jpeg
+from llenhance.io.jpeg import JpegEncoder
 from tests.conftest import scene
 
 

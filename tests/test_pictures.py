@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from llenhance import pictures
-from llenhance.images import read_rgb
+from llenhance.io.read import read_rgb
 from llenhance.pictures import (
     CSV_COLUMNS,
     contact_sheet,

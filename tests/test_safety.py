@@ -14,11 +14,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from llenhance import atomic
 from llenhance.checkpoint import save_checkpoint
 from llenhance.cli import app
 from llenhance.errors import UserError, terminate_as_interrupt
-from llenhance.images import read_rgb, write_image
+from llenhance.io import guard
+from llenhance.io.read import read_rgb
+from llenhance.io.write import write_image
 from llenhance.training import TrainConfig, train
 from tests.conftest import TINY_UNET, darken, make_pairs, scene, write_png
 
@@ -54,15 +55,15 @@ def _config(data, out, **overrides) -> TrainConfig:
 
 def test_publish_takes_a_name_exclusively(tmp_path):
     target = tmp_path / "out.png"
-    fd1, tmp1 = atomic.create_temp(target)
-    fd2, tmp2 = atomic.create_temp(target)
+    fd1, tmp1 = guard.create_temp(target)
+    fd2, tmp2 = guard.create_temp(target)
     os.write(fd1, b"first")
     os.write(fd2, b"second")
     os.close(fd1)
     os.close(fd2)
-    atomic.publish(tmp1, target)
+    guard.publish(tmp1, target)
     with pytest.raises(UserError, match="already exists"):
-        atomic.publish(tmp2, target)
+        guard.publish(tmp2, target)
     assert target.read_bytes() == b"first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
 
@@ -98,7 +99,7 @@ def test_check_outputs_sees_hard_links_and_symlinks_to_inputs(tmp_path):
     (tmp_path / "soft.png").symlink_to(source)
     for name in ("hard.png", "soft.png"):
         with pytest.raises(UserError, match="overwrite an input"):
-            atomic.check_outputs([(tmp_path / name, "test")], [source], force=True)
+            guard.check_outputs([(tmp_path / name, "test")], [source], force=True)
 
 
 def test_json_and_csv_never_replace_an_existing_file(tmp_path):
@@ -238,7 +239,7 @@ def test_sigterm_ends_like_ctrl_c(tmp_path):
     with (
         pytest.raises(KeyboardInterrupt),
         terminate_as_interrupt(),
-        atomic.atomic_path(tmp_path / "f.json") as tmp,
+        guard.atomic_path(tmp_path / "f.json") as tmp,
     ):
         tmp.write_text("partial")
         os.kill(os.getpid(), signal.SIGTERM)
@@ -521,7 +522,7 @@ def test_integer_tensors_are_refused(tmp_path):
 @pytest.mark.parametrize("channels", [3, 4])
 def test_float_and_signed_tiffs_are_read(tmp_path, dtype, channels):
     tifffile = pytest.importorskip("tifffile")
-    from llenhance.images import read_image
+    from llenhance.io.read import read_image
 
     rng = np.random.default_rng(0)
     unit = rng.random((12, 10, channels))
@@ -540,7 +541,7 @@ def test_float_and_signed_tiffs_are_read(tmp_path, dtype, channels):
 def test_png_with_a_10_mb_icc_profile_is_read(tmp_path):
     from PIL import Image, ImageCms
 
-    from llenhance.images import read_image
+    from llenhance.io.read import read_image
 
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     padded = profile + np.random.default_rng(0).bytes(10_000_000)
@@ -551,7 +552,8 @@ def test_png_with_a_10_mb_icc_profile_is_read(tmp_path):
 
 
 def test_a_strip_libvips_will_not_open_is_decoded_whole(tmp_path, monkeypatch):
-    from llenhance import images
+    from llenhance.io import decode
+    from llenhance.io.read import read_image
 
     class Refuses:
         def __init__(self, path):
@@ -561,10 +563,10 @@ def test_a_strip_libvips_will_not_open_is_decoded_whole(tmp_path, monkeypatch):
     import cv2
 
     assert cv2.imwrite(str(tmp_path / "strip.png"), cv2_grey)
-    monkeypatch.setattr(images, "BAND_DECODE_MEGAPIXELS", 0.0001)
-    monkeypatch.setattr(images, "BandDecoder", Refuses)
-    monkeypatch.setattr(images, "_VIPS_SAFE_SIDE", 100)
-    rgb, _ = images.read_image(tmp_path / "strip.png")
+    monkeypatch.setattr(decode, "BAND_DECODE_MEGAPIXELS", 0.0001)
+    monkeypatch.setattr(decode, "BandDecoder", Refuses)
+    monkeypatch.setattr(decode, "_VIPS_SAFE_SIDE", 100)
+    rgb, _ = read_image(tmp_path / "strip.png")
     assert rgb.shape == (1, 200, 3)
 
 

@@ -13,16 +13,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from llenhance import images
 from llenhance.archs import create_model, get_arch
-from llenhance.bands import SpooledImage
 from llenhance.errors import UserError
-from llenhance.images import ImageInfo, ImageWriter, read_image, spool_image, write_image
 from llenhance.inference import BatchCallbacks
-from llenhance.jpeg import JpegEncoder
-from llenhance.pixels import Shrinker, shrink, to_float
-from llenhance.png import PngEncoder
-from llenhance.tiff import TiffEncoder
+from llenhance.io import read
+from llenhance.io.jpeg import JpegEncoder
+from llenhance.io.metadata import ImageInfo
+from llenhance.io.png import PngEncoder
+from llenhance.io.read import read_image, spool_image
+from llenhance.io.spool import SpooledImage
+from llenhance.io.tiff import TiffEncoder
+from llenhance.io.write import ImageWriter, write_image
+from llenhance.pixels import Shrinker, shrink, to_float, to_uint8
 from llenhance.tiling import enhance_array, enhance_bands
 from tests.conftest import TINY_UNET, darken, scene, spooled_alpha, write_png
 
@@ -136,7 +138,7 @@ def test_blank_spooled_image_takes_blocks_in_any_order_and_refuses_overruns(tmp_
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_spool_image_equals_read_image_in_every_orientation(tmp_path, monkeypatch, orientation):
-    monkeypatch.setattr(images, "BAND_ROWS", 7)  # many bands, and a short last one
+    monkeypatch.setattr(read, "BAND_ROWS", 7)  # many bands, and a short last one
     rng = np.random.default_rng(orientation)
     rgba = (rng.random((23, 31, 4)) * 255).astype(np.uint8)
     exif = Image.Exif()
@@ -155,7 +157,7 @@ def test_spool_image_equals_read_image_in_every_orientation(tmp_path, monkeypatc
 
 @pytest.mark.parametrize("kind", ["grey", "16-bit"])
 def test_spool_image_keeps_grey_and_16_bit_like_read_image(tmp_path, monkeypatch, kind):
-    monkeypatch.setattr(images, "BAND_ROWS", 5)
+    monkeypatch.setattr(read, "BAND_ROWS", 5)
     rng = np.random.default_rng(0)
     if kind == "grey":
         data = (rng.random((12, 9)) * 255).astype(np.uint8)
@@ -245,7 +247,7 @@ def test_image_writer_reads_a_spooled_alpha_a_band_at_a_time(tmp_path, suffix):
     whole, whole_info = read_image(tmp_path / f"whole{suffix}", as_float=False)
     bands, bands_info = read_image(tmp_path / f"bands{suffix}", as_float=False)
     np.testing.assert_array_equal(bands, whole)
-    np.testing.assert_array_equal(images.to_uint8(bands_info.alpha), levels)
+    np.testing.assert_array_equal(to_uint8(bands_info.alpha), levels)
 
 
 def test_image_writer_left_unfinished_leaves_nothing(tmp_path):
@@ -282,7 +284,7 @@ def test_enhancing_a_taller_photo_takes_no_more_memory(tmp_path, tiny_weights, a
         result, info = read_image(tmp_path / f"out{height}.png", as_float=False)
         assert result.shape == (height, 48, 3)
         if alpha:  # carried over exactly
-            np.testing.assert_array_equal(images.to_uint8(info.alpha), dark[:, :, 3])
+            np.testing.assert_array_equal(to_uint8(info.alpha), dark[:, :, 3])
     # Holding the taller photo (input, alpha or output) would add at least 1.2 MB.
     assert peaks[1] - peaks[0] < 8400 * 48 * 3 / 4
 

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from llenhance import tiff
 from llenhance.errors import UserError
-from llenhance.images import ImageInfo, ImageWriter, read_image, write_image
-from llenhance.tiff import TiffEncoder
+from llenhance.io import tiff
+from llenhance.io.metadata import ImageInfo
+from llenhance.io.read import read_image
+from llenhance.io.tiff import TiffEncoder
+from llenhance.io.write import ImageWriter, write_image
 
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -108,8 +110,8 @@ def test_tiff_beyond_4_gib_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
 def test_webp_rows_wait_on_disk_until_close_and_jpeg_rows_do_not(tmp_path, monkeypatch):
     """libwebp encodes only a whole picture: WebP rows are gathered in a file and converted
     only when the caller closes the writer (after freeing its own memory). JPEG is encoded a
-    band at a time as the rows come (:mod:`llenhance.jpeg`)."""
-    from llenhance import jpeg, webp
+    band at a time as the rows come (:mod:`llenhance.io.jpeg`)."""
+    from llenhance.io import jpeg, webp
 
     encoded: list[tuple[str, tuple[int, ...]]] = []
     real_webp, real_fromarray = webp.write, jpeg.Image.fromarray

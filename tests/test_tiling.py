@@ -5,7 +5,7 @@ import torch
 from llenhance.archs import create_model, get_arch
 from llenhance.archs.registry import ArchSpec
 from llenhance.errors import UserError
-from llenhance.images import to_uint8
+from llenhance.pixels import to_uint8
 from llenhance.tiling import (
     DEFAULT_TILE,
     SEAM_FRACTION,

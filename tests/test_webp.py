@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from llenhance import webp
 from llenhance.errors import UserError
-from llenhance.images import ImageInfo, ImageWriter, read_image, write_image
+from llenhance.io import webp
+from llenhance.io.metadata import ImageInfo
+from llenhance.io.read import read_image
+from llenhance.io.write import ImageWriter, write_image
 
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 

@@ -1,6 +1,6 @@
-"""Tests for llenhance.banddecode: large photos decoded in bands by libvips give the same pixels
-and metadata as the whole-image decoders, and report bad files the same way. The size threshold
-is lowered so that small generated images take the band path."""
+"""Tests for llenhance.io.decode_bands: large photos decoded in bands by libvips give the same
+pixels and metadata as the whole-image decoders, and report bad files the same way. The size
+threshold is lowered so that small generated images take the band path."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
-from llenhance import banddecode, images
-from llenhance.banddecode import BandDecoder, png_exif
 from llenhance.errors import UserError
-from llenhance.images import read_image, spool_image
+from llenhance.io import decode, read
+from llenhance.io.decode_bands import BandDecoder, png_exif
+from llenhance.io.formats import BAND_DECODED
+from llenhance.io.read import read_image, spool_image
+from llenhance.io.write import write_image
 from tests.conftest import spooled_alpha
 
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -79,8 +81,8 @@ KINDS = {
 @pytest.fixture
 def counted_bands(monkeypatch) -> list[tuple[int, int]]:
     """Every photo takes the band path; returns the row ranges the decoders were asked for."""
-    monkeypatch.setattr(images, "BAND_DECODE_MEGAPIXELS", 0)
-    monkeypatch.setattr(images, "BAND_ROWS", 7)  # many bands, and a short last one
+    monkeypatch.setattr(decode, "BAND_DECODE_MEGAPIXELS", 0)
+    monkeypatch.setattr(read, "BAND_ROWS", 7)  # many bands, and a short last one
     asked: list[tuple[int, int]] = []
     real_rows = BandDecoder.rows
 
@@ -102,7 +104,7 @@ def test_bands_give_the_pixels_and_metadata_of_the_whole_decoders(
     assert counted_bands[0] == (0, 40) and counted_bands[1:] == [
         (top, min(top + 7, 40)) for top in range(0, 40, 7)
     ]
-    monkeypatch.setattr(images, "BAND_DECODE_MEGAPIXELS", 1e9)
+    monkeypatch.setattr(decode, "BAND_DECODE_MEGAPIXELS", 1e9)
     whole, whole_info = read_image(path, as_float=False)
     assert len(counted_bands) == 7  # the whole decode did not use libvips
     np.testing.assert_array_equal(bands, whole)
@@ -146,7 +148,7 @@ def test_bands_are_oriented_and_placed_like_the_whole_image(
         patch.setattr(ImageFile.ImageFile, "load", no_pillow_decode)
         spooled, spooled_info = spool_image(path, tmp_path)
     assert len(counted_bands) == 4  # stored rows 0-7-14-21-23, each read once, in order
-    monkeypatch.setattr(images, "BAND_DECODE_MEGAPIXELS", 1e9)
+    monkeypatch.setattr(decode, "BAND_DECODE_MEGAPIXELS", 1e9)
     whole, info = read_image(path, as_float=False)
     with Image.open(path) as im:
         expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
@@ -163,7 +165,7 @@ def test_a_file_cut_short_is_reported_like_the_whole_decoders_do(
 ):
     good = tmp_path / f"good{suffix}"
     if suffix == ".tif":  # our own TIFFs keep their directory at the front: the cut is in rows
-        images.write_image(good, _noise((40, 33, 3)).astype(np.float32) / 255)
+        write_image(good, _noise((40, 33, 3)).astype(np.float32) / 255)
     else:
         _write(good, "rgb-png" if suffix == ".png" else "jpg")
     data = good.read_bytes()
@@ -171,7 +173,7 @@ def test_a_file_cut_short_is_reported_like_the_whole_decoders_do(
     bad.write_bytes(data[: len(data) * 2 // 3])
     with pytest.raises(UserError) as banded:
         spool_image(bad, tmp_path)
-    monkeypatch.setattr(images, "BAND_DECODE_MEGAPIXELS", 1e9)
+    monkeypatch.setattr(decode, "BAND_DECODE_MEGAPIXELS", 1e9)
     with pytest.raises(UserError) as whole:
         read_image(bad)
     assert str(banded.value).startswith(f"{bad}: ")
@@ -216,7 +218,7 @@ def test_a_file_libvips_sees_otherwise_is_decoded_whole(tmp_path, counted_bands)
 
 
 def test_small_photos_and_other_formats_are_decoded_whole(tmp_path, monkeypatch):
-    monkeypatch.setattr(images, "BAND_DECODE_MEGAPIXELS", 0.001)  # 1000 pixels
+    monkeypatch.setattr(decode, "BAND_DECODE_MEGAPIXELS", 0.001)  # 1000 pixels
     opened: list[str] = []
     real_init = BandDecoder.__init__
 
@@ -232,4 +234,4 @@ def test_small_photos_and_other_formats_are_decoded_whole(tmp_path, monkeypatch)
     for name in ("small.png", "large.png", "large.bmp", "palette.png"):
         read_image(tmp_path / name)
     assert opened == ["large.png"]
-    assert "BMP" not in banddecode.FORMATS
+    assert "BMP" not in BAND_DECODED

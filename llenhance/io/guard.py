@@ -23,13 +23,9 @@ import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from llenhance.errors import UserError
+from llenhance.errors import UserError, one_line
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]+(?P<suffix>\.[^.]*)?$")
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 def temp_name(target: Path) -> str:
@@ -129,7 +125,7 @@ def write_error(target: str | Path, exc: OSError) -> UserError:
         return UserError(f"{target}: permission denied")
     if isinstance(exc, IsADirectoryError):
         return UserError(f"{target}: is a directory")
-    return UserError(f"{target}: cannot write file ({_one_line(exc.strerror or exc)})")
+    return UserError(f"{target}: cannot write file ({one_line(exc.strerror or exc)})")
 
 
 @contextlib.contextmanager

@@ -33,7 +33,6 @@ import cv2
 import numpy as np
 import PIL
 
-MAX_SIDE = 16383  # the format stores width and height in 14 bits
 _ICC, _ALPHA, _EXIF = 0x20, 0x10, 0x08  # VP8X flags
 _ABI = 0x020F  # encoder ABI these structures follow; libwebp checks only the major byte
 _YUV420, _YUV420A = 0, 4
@@ -246,11 +245,9 @@ def _new_picture(lib: ctypes.CDLL, width: int, height: int) -> _Picture:
 
 HEADER_BITS_PER_MACROBLOCK = 16.0
 """Below this many bits of VP8's 512 KiB first partition per 16x16 macroblock (pictures from
-about 65 MP), encoding starts with one segment and no intra-4x4 modes. On enhanced photos at
-quality 95 (``python -m benchmarks.webp --sizes 4k,8k,12k,16k,197mp``) the defaults took 3.1 s
-against 1.2 s at 8K (32 bits: 0.4 dB better, 9 % smaller), but 24.6 s against 2.9 s at
-11520x6480 (14.3 bits: 0.2 dB, 1 % smaller), 49.5 s against 4.7 s at 16K (8.1 bits: 0.2 dB
-worse) and, at 16383x12000 (5.4 bits), overflowed after 163 s before the retry."""
+about 65 MP), encoding starts with one segment and no intra-4x4 modes: below it libwebp's
+defaults take many times longer for no better picture, or overflow the partition and need the
+retry anyway (measured in docs/performance.md, "WebP's limits")."""
 
 
 def header_bits_per_macroblock(width: int, height: int) -> float:

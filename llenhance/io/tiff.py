@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin, TiffTags
 
-from llenhance.bands import RowEncoder
+from llenhance.io.encoder import RowEncoder
 
 _STRIP_BYTES = 1 << 16  # uncompressed bytes a strip holds (Pillow's and libtiff's scale)
 _HEADER = b"II*\x00" + struct.pack("<I", 8)  # little-endian; the directory follows at byte 8

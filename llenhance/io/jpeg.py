@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from llenhance.bands import RowEncoder
+from llenhance.io.encoder import RowEncoder
 
 BAND_ROWS = 256
 """Rows encoded at once: a multiple of 8 rows of MCUs for every subsampling (MCUs are 8 or 16

@@ -2,10 +2,9 @@
 
 Pillow and OpenCV encode PNG only from a whole image in memory; the format itself is a zlib
 stream of filtered rows, which numpy and :mod:`zlib` produce band by band. Every row takes the
-Up filter, which is nearly free to compute: at level 3 an enhanced 4K photo takes 0.72 s for
-8.3 MB, where Pillow, choosing each row's filter adaptively (the least sum of absolute filtered
-bytes, as libpng does and as this encoder did), takes 1.07 s for 8.6 MB
-(``python -m benchmarks.encoding``).
+Up filter, which is nearly free to compute, and on enhanced photos both faster and smaller than
+Pillow's adaptive choice of each row's filter (the least sum of absolute filtered bytes, as
+libpng does; measured in docs/performance.md).
 8- and 16-bit RGB and RGBA, with optional ICC profile (iCCP) and EXIF (eXIf) chunks.
 """
 
@@ -17,7 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from llenhance.bands import RowEncoder
+from llenhance.io.encoder import RowEncoder
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHUNK_BYTES = 1 << 16  # IDAT data is written in chunks of about this size (as Pillow does)

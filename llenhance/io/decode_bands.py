@@ -3,9 +3,8 @@ in memory.
 
 Pillow and OpenCV decode a whole picture before handing over a single row: 4 bytes a pixel
 for an 8-bit photo, 12 for a 16-bit one (OpenCV keeps two copies). libvips decodes PNG, JPEG,
-TIFF and WebP top to bottom on demand ("sequential access"), so rows cost memory by the width
-only: a 15360x8640 16-bit PNG is decoded to the enhancer's spool in 3.75 s at 265 MB peak,
-where OpenCV took 8.39 s and 1575 MB (``python -m benchmarks.decoding``).
+TIFF and WebP (:data:`llenhance.io.formats.BAND_DECODED`) top to bottom on demand
+("sequential access"), so rows cost memory by the width only (measured in docs/performance.md).
 """
 
 from __future__ import annotations
@@ -20,9 +19,6 @@ from typing import BinaryIO
 import numpy as np
 
 from llenhance.errors import UserError
-
-FORMATS = frozenset({"PNG", "JPEG", "TIFF", "WEBP"})
-"""Pillow format names whose files libvips decodes here."""
 
 _DTYPES = {"uchar": np.dtype(np.uint8), "ushort": np.dtype(np.uint16)}
 
@@ -69,7 +65,7 @@ class BandDecoder:
         self._next = 0
 
     def _error(self, error: Exception) -> UserError:
-        """The one-line message :mod:`llenhance.images` gives for the same fault."""
+        """The one-line message :mod:`llenhance.io.decode` gives for the same fault."""
         detail = _first_line(error)
         if "premature end" in detail.lower() or "truncated" in detail.lower():
             return UserError(f"{self.name}: file is truncated")
