@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from llenhance import __version__
 from llenhance.archs import count_parameters, get_arch
 from llenhance.checkpoint import load_checkpoint, read_checkpoint_record, save_checkpoint
+from llenhance.curves import write_training_log
 from llenhance.data import (
     MixedDataset,
     PairDataset,
@@ -35,7 +36,6 @@ from llenhance.distributed import DistributedContext
 from llenhance.errors import UserError
 from llenhance.evaluation import evaluate_enhancer
 from llenhance.losses import build_loss
-from llenhance.pictures import write_training_log
 from llenhance.tiling import enhance_array
 from llenhance.train_config import TrainConfig
 from llenhance.weights import WeightsInfo, load_state, read_info, resolve_weights, save_weights

@@ -11,16 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from llenhance import pictures
+from llenhance import curves
+from llenhance.curves import CSV_COLUMNS, training_curves, write_training_log
 from llenhance.io.read import read_rgb
-from llenhance.pictures import (
-    CSV_COLUMNS,
-    contact_sheet,
-    select_best_and_worst,
-    side_by_side,
-    training_curves,
-    write_training_log,
-)
+from llenhance.pictures import contact_sheet, select_best_and_worst, side_by_side
 from tests.conftest import darken, scene
 
 # --------------------------------------------------------------------------------------------
@@ -192,7 +186,7 @@ def _colour_pixels(image: np.ndarray, colour: tuple[int, int, int]) -> np.ndarra
     return np.array([t.sum() for t in thirds])
 
 
-COLOURS = [panel[2] for panel in pictures._PANELS]
+COLOURS = [panel[2] for panel in curves._PANELS]
 
 
 def _history(epochs: int) -> list[dict]:
@@ -248,16 +242,16 @@ def test_training_curves_skips_none() -> None:
 
 
 def test_nice_axis_ticks_are_round() -> None:
-    lo, hi, ticks, decimals = pictures._nice_axis(0.0213, 0.287, 5)
+    lo, hi, ticks, decimals = curves._nice_axis(0.0213, 0.287, 5)
     assert lo <= 0.0213 and hi >= 0.287 and 3 <= len(ticks) <= 9
     step = ticks[1] - ticks[0]
     assert any(math.isclose(step, s) for s in (0.02, 0.05, 0.1))
     assert all(abs(t / step - round(t / step)) < 1e-9 for t in ticks)
-    labels = [pictures._tick_label(t, decimals) for t in ticks]
+    labels = [curves._tick_label(t, decimals) for t in ticks]
     assert len(set(labels)) == len(labels)
     assert all(abs(float(label) - t) < step / 100 for label, t in zip(labels, ticks, strict=True))
-    assert pictures._tick_label(-1e-17, 2) == "0"
-    lo, hi, ticks, _ = pictures._nice_axis(1, 1, 8, integer=True)
+    assert curves._tick_label(-1e-17, 2) == "0"
+    lo, hi, ticks, _ = curves._nice_axis(1, 1, 8, integer=True)
     assert lo < 1 < hi and all(float(t).is_integer() for t in ticks)
 
 
