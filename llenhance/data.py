@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from llenhance.archs import ArchSpec
 from llenhance.archs.context import whole_image_context
 from llenhance.errors import UserError
 from llenhance.io.files import is_image_name
@@ -28,6 +29,7 @@ from llenhance.synthesis import (
     srgb_to_linear,
     synthesize_low_light,
 )
+from llenhance.train_config import TrainConfig
 
 T = TypeVar("T", "Pair", Path)
 
@@ -357,3 +359,38 @@ class MixedDataset(Dataset):
             lows += part_lows
             highs += part_highs
         return lows, highs
+
+
+def build_datasets(config: TrainConfig, spec: ArchSpec) -> tuple[Dataset, list]:
+    """The training dataset and the validation source (pairs on disk or synthetic arrays)."""
+    val: list = find_pairs(config.val) if config.val else []
+    split = 0.0 if config.val else config.val_split  # a --val folder replaces the held-out share
+    if config.synthesize:
+        photos = find_photos(config.data)
+        if split:
+            photos, held_out = split_pairs(photos, split, config.seed)
+            val = synthetic_validation(held_out, config.seed)
+        dataset = SyntheticPairDataset(photos, config.patch, spec.context_fn, seed=config.seed)
+    else:
+        pairs = find_pairs(config.data)
+        if split:
+            pairs, val = split_pairs(pairs, split, config.seed)
+        dataset = PairDataset(
+            pairs,
+            config.patch,
+            spec.context_fn,
+            seed=config.seed,
+            identity_fraction=config.identity_fraction,
+            exposure_jitter=config.exposure_jitter,
+        )
+    if config.photos:
+        synthetic = SyntheticPairDataset(
+            find_photos(config.photos), config.patch, spec.context_fn, seed=config.seed
+        )
+        dataset = MixedDataset([dataset, synthetic])
+    if len(dataset) < config.batch_size:
+        raise UserError(
+            f"{config.data}: {len(dataset)} training items, "
+            f"fewer than --batch-size {config.batch_size}"
+        )
+    return dataset, val

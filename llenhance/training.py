@@ -22,15 +22,7 @@ from llenhance import __version__
 from llenhance.archs import count_parameters, get_arch
 from llenhance.checkpoint import load_checkpoint, read_checkpoint_record, save_checkpoint
 from llenhance.curves import write_training_log
-from llenhance.data import (
-    MixedDataset,
-    PairDataset,
-    SyntheticPairDataset,
-    find_pairs,
-    find_photos,
-    split_pairs,
-    synthetic_validation,
-)
+from llenhance.data import build_datasets
 from llenhance.devices import place_model
 from llenhance.distributed import DistributedContext
 from llenhance.errors import UserError
@@ -121,41 +113,6 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _datasets(config: TrainConfig, spec):
-    """The training dataset and the validation source (pairs on disk or synthetic arrays)."""
-    val: list = find_pairs(config.val) if config.val else []
-    split = 0.0 if config.val else config.val_split  # a --val folder replaces the held-out share
-    if config.synthesize:
-        photos = find_photos(config.data)
-        if split:
-            photos, held_out = split_pairs(photos, split, config.seed)
-            val = synthetic_validation(held_out, config.seed)
-        dataset = SyntheticPairDataset(photos, config.patch, spec.context_fn, seed=config.seed)
-    else:
-        pairs = find_pairs(config.data)
-        if split:
-            pairs, val = split_pairs(pairs, split, config.seed)
-        dataset = PairDataset(
-            pairs,
-            config.patch,
-            spec.context_fn,
-            seed=config.seed,
-            identity_fraction=config.identity_fraction,
-            exposure_jitter=config.exposure_jitter,
-        )
-    if config.photos:
-        synthetic = SyntheticPairDataset(
-            find_photos(config.photos), config.patch, spec.context_fn, seed=config.seed
-        )
-        dataset = MixedDataset([dataset, synthetic])
-    if len(dataset) < config.batch_size:
-        raise UserError(
-            f"{config.data}: {len(dataset)} training items, "
-            f"fewer than --batch-size {config.batch_size}"
-        )
-    return dataset, val
-
-
 def init_from(model: torch.nn.Module, path: str, arch: str, config: dict[str, Any]) -> None:
     """Start from trained weights (fine-tuning): same architecture and config required."""
     source = resolve_weights(path)
@@ -241,7 +198,7 @@ class Trainer:
 
         self.loss_fn = build_loss(config.loss)
         self.model = place_model(self.spec.build(**config.model_config), self.device)
-        self.dataset, self.val_pairs = _datasets(config, self.spec)
+        self.dataset, self.val_pairs = build_datasets(config, self.spec)
         if config.init and not resume:
             init_from(self.model, config.init, self.spec.name, config.model_config)
         fit = getattr(self.model, "fit_preprocessor", None)
