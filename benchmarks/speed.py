@@ -154,7 +154,11 @@ def max_tiled_difference(model: str, path: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=None, help="comma-separated (default: all shipped)")
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated names or .safetensors paths (default: all shipped)",
+    )
     parser.add_argument("--sizes", default="512,1080p,4k,8k,16k")
     parser.add_argument("--tile", type=int, default=None, help="tile size (default: llenhance's)")
     parser.add_argument("--format", default="png", help="output format: png, jpg, tif, webp, bmp")
@@ -170,7 +174,7 @@ def main() -> None:
 
     from llenhance.archs import arch_names, get_arch
     from llenhance.tiling import default_tile
-    from llenhance.weights import shipped_path
+    from llenhance.weights import read_info, shipped_path
 
     models = (
         args.models.split(",")
@@ -187,7 +191,8 @@ def main() -> None:
                 make_large(folder, size, args.bits) if size in GENERATED else find_photo(h, w)
             )
         for model in models:
-            tile = args.tile or default_tile(get_arch(model))
+            arch = read_info(model).arch if model.endswith(".safetensors") else model
+            tile = args.tile or default_tile(get_arch(arch))
             title = f"{model}: end to end, fresh process, 2 threads, tile {tile}"
             table = Table(title=f"{title}, {args.format.upper()} output")
             failures: list[str] = []
