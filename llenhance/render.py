@@ -242,6 +242,13 @@ def problems_table(problems: Sequence[str], title: str) -> Table:
     return table
 
 
+def _held_out(val: object) -> str:
+    """The validation folder's last two parts, or the held-out share as the weights say it."""
+    if not isinstance(val, str):
+        return "-"
+    return val if " " in val else "/".join(Path(val).parts[-2:])
+
+
 def models_table(entries: Sequence[ModelEntry]) -> Table:
     """``llenhance models``: the default model starred, PSNR to 2 decimals, SSIM and MAE to 4."""
 
@@ -249,11 +256,13 @@ def models_table(entries: Sequence[ModelEntry]) -> Table:
         return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
 
     table = Table(
-        title="llenhance models (val metrics stored in the shipped weights)",
-        caption=f"* the default: {DEFAULT_MODEL} enhances when no --model is given",
+        title="llenhance models (metrics stored in the shipped weights)",
+        caption=f"* the default: {DEFAULT_MODEL} enhances when no --model is given; "
+        "held out: where the metrics were measured",
     )
-    for name in ("model", "params", "weights", "val PSNR", "val SSIM", "val MAE", "description"):
-        table.add_column(name, justify="left" if name in ("model", "description") else "right")
+    columns = ("model", "params", "weights", "PSNR", "SSIM", "MAE", "held out")
+    for name in (*columns, "description"):
+        table.add_column(name, justify="right" if name in columns[1:6] else "left")
     for e in entries:
         m = e.metrics
         table.add_row(
@@ -263,6 +272,7 @@ def models_table(entries: Sequence[ModelEntry]) -> Table:
             number(m.get("val_psnr"), 2),
             number(m.get("val_ssim"), 4),
             number(m.get("val_mae"), 4),
+            _held_out(e.training.get("val")),
             e.description,
         )
     return table

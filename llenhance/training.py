@@ -131,7 +131,8 @@ def _weights_info(
 ) -> WeightsInfo:
     training = {
         "data": config.data,
-        "val": config.val or (f"{config.val_split:g} of data" if config.val_split else None),
+        "val": config.val
+        or (f"{config.val_split:g} of data, by scene" if config.val_split else None),
         "synthesized": config.synthesize,
         "photos": config.photos,
         "command": config.command,
