@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -361,6 +362,43 @@ class MixedDataset(Dataset):
         return lows, highs
 
 
+DISTILL_MAX_SIDE = 768
+"""Unpaired photos are area-downscaled to at most this side before the teacher sees them: a
+training crop needs no more, and a 4K photo's teacher pass would cost a dozen 512-px ones."""
+
+
+class DistilledDataset(PairDataset):
+    """Real dark photos without references, each paired with a teacher model's enhancement of it
+    (distillation): more scenes and more real sensor noise than the pairs alone. The teacher
+    runs once per photo, when the dataset is built; crops, flips and exposure jitter then work
+    as for real pairs."""
+
+    def __init__(
+        self,
+        photos: Sequence[Path],
+        teacher: Callable[[np.ndarray], np.ndarray],
+        patch: int,
+        context_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        seed: int = 0,
+        exposure_jitter: float = 1.0,
+        max_side: int = DISTILL_MAX_SIDE,
+    ) -> None:
+        self._sampling(patch, context_fn, seed, True, 0.0, exposure_jitter)
+        self.names = [p.stem for p in photos]
+        self.lows, self.highs, self.contexts = [], [], []
+        for path in photos:
+            low = to_uint8(read_rgb(path))
+            scale = max_side / max(low.shape[:2])
+            if scale < 1:
+                size = (max(1, round(low.shape[1] * scale)), max(1, round(low.shape[0] * scale)))
+                low = cv2.resize(low, size, interpolation=cv2.INTER_AREA)
+            self.lows.append(low)
+            self.highs.append(to_uint8(teacher(low)))
+            self.contexts.append(
+                None if context_fn is None else whole_image_context(low, context_fn)[0].clone()
+            )
+
+
 def build_datasets(config: TrainConfig, spec: ArchSpec) -> tuple[Dataset, list]:
     """The training dataset and the validation source (pairs on disk or synthetic arrays)."""
     val: list = find_pairs(config.val) if config.val else []
@@ -383,11 +421,33 @@ def build_datasets(config: TrainConfig, spec: ArchSpec) -> tuple[Dataset, list]:
             identity_fraction=config.identity_fraction,
             exposure_jitter=config.exposure_jitter,
         )
+    parts = [dataset]
     if config.photos:
-        synthetic = SyntheticPairDataset(
-            find_photos(config.photos), config.patch, spec.context_fn, seed=config.seed
+        parts.append(
+            SyntheticPairDataset(
+                find_photos(config.photos), config.patch, spec.context_fn, seed=config.seed
+            )
         )
-        dataset = MixedDataset([dataset, synthetic])
+    if config.unpaired:
+        if not config.teacher:
+            raise UserError("--unpaired needs --teacher: the weights whose output is the target")
+        from llenhance.inference import load_enhancer
+
+        teacher = load_enhancer(weights=config.teacher, device=config.device)
+        parts.append(
+            DistilledDataset(
+                find_photos(config.unpaired),
+                teacher,
+                config.patch,
+                spec.context_fn,
+                seed=config.seed,
+                exposure_jitter=config.exposure_jitter,
+            )
+        )
+    elif config.teacher:
+        raise UserError("--teacher needs --unpaired: the photos it makes targets for")
+    if len(parts) > 1:
+        dataset = MixedDataset(parts)
     if len(dataset) < config.batch_size:
         raise UserError(
             f"{config.data}: {len(dataset)} training items, "

@@ -51,6 +51,17 @@ class TrainConfig:
         default=None,
         metadata=option("Also train on low-light pairs synthesised from these photos."),
     )
+    unpaired: str | None = field(
+        default=None,
+        metadata=option(
+            "Also train on these real dark photos (no references): --teacher's "
+            "output is their target (distillation)."
+        ),
+    )
+    teacher: str | None = field(
+        default=None,
+        metadata=option("Weights that make the targets of the --unpaired photos."),
+    )
     identity_fraction: float = field(
         default=0.1, metadata=option("Share of (reference, reference) pairs.", min=0.0, max=1.0)
     )

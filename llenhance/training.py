@@ -135,6 +135,8 @@ def _weights_info(
         or (f"{config.val_split:g} of data, by scene" if config.val_split else None),
         "synthesized": config.synthesize,
         "photos": config.photos,
+        "unpaired": config.unpaired,
+        "teacher": config.teacher,
         "command": config.command,
         "epochs": epoch,
         "seconds": round(seconds, 1),
