@@ -2,6 +2,8 @@
 
     python -m benchmarks.quality --split select --models unet-res,runs/x/best.safetensors
 
+``fit`` (the rest of train) measures how much a model gains on scenes it trained on.
+
 ``select`` is the part of ``sice-pairs/train`` that ``llenhance train --val-split 0.15``
 (seed 0) holds out by scene: every model choice is made on it. ``val`` reports a model that
 ships, once (see weights/README.md, "Protocol").
@@ -26,9 +28,11 @@ SELECT_SEED = 0
 
 
 def split(name: str) -> list:
-    """The pairs of ``select`` or ``val``."""
-    if name == "select":
-        return split_pairs(find_pairs(TRAIN), SELECT_FRACTION, SELECT_SEED)[1]
+    """The pairs of ``select``, ``fit`` (the rest of train, what a ``select`` run trains on) or
+    ``val``."""
+    if name in ("select", "fit"):
+        fit, select = split_pairs(find_pairs(TRAIN), SELECT_FRACTION, SELECT_SEED)
+        return select if name == "select" else fit
     if name == "val":
         return find_pairs(VAL)
     raise SystemExit(f"--split {name}: expected select or val")
