@@ -35,7 +35,7 @@ def split(name: str) -> list:
         return select if name == "select" else fit
     if name == "val":
         return find_pairs(VAL)
-    raise SystemExit(f"--split {name}: expected select or val")
+    raise SystemExit(f"--split {name}: expected select, fit or val")
 
 
 def main() -> None:
