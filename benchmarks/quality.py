@@ -22,6 +22,7 @@ from llenhance.data import find_pairs, split_pairs
 from llenhance.evaluation import evaluate_enhancer
 from llenhance.inference import load_enhancer
 from llenhance.tone import tone_ratios
+from llenhance.weights import WeightsInfo, load_model, save_weights
 
 SELECT_FRACTION = 0.15
 SELECT_SEED = 0
@@ -43,7 +44,14 @@ def main() -> None:
     parser.add_argument("--split", default="select")
     parser.add_argument("--models", default="unet-res", help="comma-separated names or paths")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--record",
+        default=None,
+        help="with one model: write a copy of its weights whose stored metrics are these",
+    )
     args = parser.parse_args()
+    if args.record and "," in args.models:
+        raise SystemExit("--record takes one model")
     torch.set_num_threads(args.threads)
     pairs = split(args.split)
     headers = ("model", "PSNR", "SSIM", "MAE", "GT-mean gain", "black", "luma", "chroma")
@@ -64,6 +72,25 @@ def main() -> None:
             *(f"{ratios[n]:.2f}" for n in ("black", "luma", "chroma")),
         )
     Console().print(table)
+    if args.record:
+        record(args.models, args.record, args.split, report, len(pairs))
+
+
+def record(weights: str, out: str, split_name: str, report, count: int) -> None:
+    """A copy of ``weights`` whose stored metrics are this split's (the number a shipped model
+    reports: measured once, on the split it names)."""
+    model, info = load_model(weights)
+    mean = report.mean()
+    metrics = {
+        "val_psnr": round(mean.psnr, 3),
+        "val_ssim": round(mean.ssim, 4),
+        "val_mae": round(mean.mae, 4),
+        "val_images": count,
+        "measured_on": f"sice-pairs/{split_name}",
+    }
+    training = {**info.training, "val": f"sice-pairs/{split_name}"}
+    save_weights(out, model, WeightsInfo(info.arch, info.config, training, metrics))
+    print(f"wrote {out} with its {split_name} metrics")
 
 
 if __name__ == "__main__":

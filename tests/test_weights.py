@@ -141,3 +141,16 @@ def test_half_precision_export_loads_as_float32(tmp_path, tiny_weights):
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert (half_model(x) - full_model(x)).abs().max() < 5e-3
+
+
+def test_weights_files_get_the_umask_permissions_like_any_output(tmp_path, tiny_weights):
+    import os
+    import stat
+
+    from llenhance.weights import load_model
+
+    model, info = load_model(tiny_weights)
+    path = save_weights(tmp_path / "w.safetensors", model, info)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

@@ -86,11 +86,15 @@ class ResUNet(nn.Module):
         use_context: bool = True,
         norm: str = "batch",
         unshuffle: int = 2,
+        black_point: float = 0.0,
     ) -> None:
         super().__init__()
         if unshuffle < 1:
             raise ValueError(f"unshuffle must be >= 1, not {unshuffle}")
+        if not 0.0 <= black_point < 0.5:
+            raise ValueError(f"black_point must be in [0, 0.5), not {black_point}")
         self.unshuffle = unshuffle
+        self.black_point = black_point
         widths = [width * 2**i for i in range(depth + 1)]
         self.encoders = nn.ModuleList()
         c_prev = 3 * unshuffle**2
@@ -129,4 +133,7 @@ class ResUNet(nn.Module):
         h = self.head(h)
         if self.unshuffle > 1:
             h = F.pixel_shuffle(h, self.unshuffle)
-        return torch.sigmoid(h)
+        out = torch.sigmoid(h)
+        if self.black_point:  # calibrated after training: the sigmoid's blacks sit too high
+            out = ((out - self.black_point) / (1.0 - self.black_point)).clamp(0.0, 1.0)
+        return out

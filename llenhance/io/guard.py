@@ -145,12 +145,21 @@ def atomic_path(target: str | Path, *, overwrite: bool = False) -> Iterator[Path
     os.close(fd)
     try:
         yield tmp
+        _usual_permissions(tmp)
         publish(tmp, target, overwrite=overwrite)
     except OSError as exc:
         raise write_error(target, exc) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _usual_permissions(path: Path) -> None:
+    """Give a finished file the umask's permissions: a writer that replaced the temporary file
+    (safetensors does) leaves it private to its owner."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
