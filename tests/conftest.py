@@ -11,6 +11,7 @@ import torch
 
 from llenhance import weights as weights_module
 from llenhance.archs import create_model
+from llenhance.train_config import TrainConfig
 from llenhance.weights import WeightsInfo, save_weights
 
 torch.set_num_threads(2)
@@ -89,3 +90,24 @@ def spooled_alpha(alpha) -> np.ndarray:
     from llenhance.pixels import to_float
 
     return to_float(alpha[:][:, :, 0])
+
+
+def tiny_train_config(data, out, **overrides) -> TrainConfig:
+    """A quick CPU training run of the tiny U-Net (augmentations off: they have their own test)."""
+    base = dict(
+        data=str(data),
+        model="unet-res",
+        model_config=dict(TINY_UNET),
+        epochs=2,
+        batch_size=2,
+        patch=32,
+        lr=3e-3,
+        warmup_steps=2,
+        out=str(out),
+        device="cpu",
+        seed=7,
+        command="test",
+        identity_fraction=0.0,
+        exposure_jitter=1.0,
+    )
+    return TrainConfig(**{**base, **overrides})

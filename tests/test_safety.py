@@ -21,7 +21,7 @@ from llenhance.io import guard
 from llenhance.io.read import read_rgb
 from llenhance.io.write import write_image
 from llenhance.training import TrainConfig, train
-from tests.conftest import TINY_UNET, darken, make_pairs, scene, write_png
+from tests.conftest import TINY_UNET, darken, make_pairs, scene, tiny_train_config, write_png
 
 runner = CliRunner()
 
@@ -31,23 +31,7 @@ def run(*args):
 
 
 def _config(data, out, **overrides) -> TrainConfig:
-    base = dict(
-        data=str(data),
-        model="unet-res",
-        model_config=dict(TINY_UNET),
-        epochs=1,
-        batch_size=2,
-        patch=32,
-        lr=3e-3,
-        warmup_steps=2,
-        out=str(out),
-        device="cpu",
-        seed=7,
-        command="test",
-        identity_fraction=0.0,
-        exposure_jitter=1.0,
-    )
-    return TrainConfig(**{**base, **overrides})
+    return tiny_train_config(data, out, **{"epochs": 1, **overrides})
 
 
 # ---- 1. one guarded writer: exclusive creation ----

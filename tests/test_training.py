@@ -9,27 +9,11 @@ from llenhance import training
 from llenhance.errors import UserError
 from llenhance.training import TrainConfig, TrainingInterrupted, TrainReporter, train
 from llenhance.weights import load_model, read_info
-from tests.conftest import TINY_UNET, make_pairs
+from tests.conftest import TINY_UNET, make_pairs, tiny_train_config
 
 
 def _config(data, out, **overrides) -> TrainConfig:
-    base = dict(
-        data=str(data),
-        model="unet-res",
-        model_config=dict(TINY_UNET),
-        epochs=2,
-        batch_size=2,
-        patch=32,
-        lr=3e-3,
-        warmup_steps=2,
-        out=str(out),
-        device="cpu",
-        seed=7,
-        command="test",
-        identity_fraction=0.0,  # augmentations have their own test
-        exposure_jitter=1.0,
-    )
-    return TrainConfig(**{**base, **overrides})
+    return tiny_train_config(data, out, **overrides)
 
 
 def test_training_lowers_the_loss_and_writes_self_describing_weights(tmp_path):
