@@ -345,7 +345,7 @@ class RichTrainReporter(TrainReporter):
             self.progress.stop()
         if not self.header_printed:
             header = _epoch_line([name for name, _ in _EPOCH_COLUMNS])
-            console.print(f"[bold]{header}[/]")
+            console.print(header, style="bold")
             console.print("-" * len(header))
             self.header_printed = True
 

@@ -418,6 +418,7 @@ def test_train_holds_out_a_default_split_and_prints_one_table(tmp_path):
     rows = [line.split() for line in lines if line.strip()[:1].isdigit()]
     assert [row[0] for row in rows] == ["1", "2", "3"]
     assert not any(c in result.output for c in "┏┃└")  # no boxed table per epoch
+    assert "[bold]" not in result.output and "[/]" not in result.output  # styled, not markup
     none = run(*args, "--val-split", "0", "--out", tmp_path / "none")
     assert none.exit_code == 0 and "validating on nothing" in none.output
     both = run(*args, "--val", data, "--val-split", "0.2", "--out", tmp_path / "both")
