@@ -21,7 +21,15 @@ from llenhance.io import guard
 from llenhance.io.read import read_rgb
 from llenhance.io.write import write_image
 from llenhance.training import TrainConfig, train
-from tests.conftest import TINY_UNET, darken, make_pairs, scene, tiny_train_config, write_png
+from tests.conftest import (
+    TINY_TRAIN_ARGS,
+    TINY_UNET,
+    darken,
+    make_pairs,
+    scene,
+    tiny_train_config,
+    write_png,
+)
 
 runner = CliRunner()
 
@@ -330,25 +338,8 @@ def test_epoch_with_every_batch_skipped_fails(tmp_path, monkeypatch):
 
 def test_lr_inf_on_the_command_line_exits_2(tmp_path):
     data = make_pairs(tmp_path / "train", 4)
-    result = run(
-        "train",
-        "--data",
-        data,
-        "--out",
-        tmp_path / "o",
-        "--lr",
-        "inf",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "2",
-        "--patch",
-        "32",
-        "--model-config",
-        '{"width": 4, "depth": 2, "unshuffle": 2}',
-        "--device",
-        "cpu",
-    )
+    args = ["--data", data, "--out", tmp_path / "o", "--lr", "inf", "--device", "cpu"]
+    result = run("train", *args, *TINY_TRAIN_ARGS, "--epochs", "1")
     assert result.exit_code == 2, result.output
     assert not (tmp_path / "o" / "best.safetensors").exists()
 
