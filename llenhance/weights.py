@@ -154,27 +154,39 @@ def shipped_path(name: str) -> Path:
     return SHIPPED_DIR / f"{name}.safetensors"
 
 
+def _match_tensors(
+    path: Path, arch: str, expected: dict[str, tuple], found: dict[str, tuple]
+) -> None:
+    """The file's tensor names and shapes must be the architecture's, or a one-line error."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing or unexpected:
+        raise UserError(
+            f"{path}: tensors do not match architecture '{arch}' with its config "
+            f"(missing {len(missing)}: {', '.join(missing[:3])}; "
+            f"unexpected {len(unexpected)}: {', '.join(unexpected[:3])})"
+        )
+    for key, shape in found.items():
+        if shape != expected[key]:
+            raise UserError(
+                f"{path}: tensor '{key}' has shape {shape}, architecture '{arch}' expects "
+                f"{expected[key]}"
+            )
+
+
 def load_state(path: Path, model: nn.Module, info: WeightsInfo) -> None:
     """Load tensors into ``model``, checking names, shapes and finiteness first."""
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{path}: cannot read tensors ({_first_line(exc)})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise UserError(
-            f"{path}: tensors do not match architecture '{info.arch}' with its config "
-            f"(missing {len(missing)}: {', '.join(missing[:3])}; "
-            f"unexpected {len(unexpected)}: {', '.join(unexpected[:3])})"
-        )
+    _match_tensors(
+        path,
+        info.arch,
+        {k: tuple(v.shape) for k, v in model.state_dict().items()},
+        {k: tuple(v.shape) for k, v in state.items()},
+    )
     for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise UserError(
-                f"{path}: tensor '{key}' has shape {tuple(tensor.shape)}, architecture "
-                f"'{info.arch}' expects {tuple(expected[key].shape)}"
-            )
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise UserError(f"{path}: tensor '{key}' contains NaN or Inf values")
     model.load_state_dict(state)
@@ -208,20 +220,8 @@ def check_header(path: Path, info: WeightsInfo) -> None:
                 found[key] = (tuple(piece.get_shape()), str(piece.get_dtype()))
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{path}: cannot read tensors ({_first_line(exc)})") from None
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    if missing or unexpected:
-        raise UserError(
-            f"{path}: tensors do not match architecture '{info.arch}' with its config "
-            f"(missing {len(missing)}: {', '.join(missing[:3])}; "
-            f"unexpected {len(unexpected)}: {', '.join(unexpected[:3])})"
-        )
-    for key, (shape, dtype) in found.items():
-        if shape != expected[key]:
-            raise UserError(
-                f"{path}: tensor '{key}' has shape {shape}, architecture "
-                f"'{info.arch}' expects {expected[key]}"
-            )
+    _match_tensors(path, info.arch, expected, {k: shape for k, (shape, _) in found.items()})
+    for key, (_, dtype) in found.items():
         if (dtype.upper() in _FLOAT_DTYPES) != built[key].is_floating_point():
             wanted = "floating point" if built[key].is_floating_point() else "integer"
             raise UserError(f"{path}: tensor '{key}' is {dtype}, '{info.arch}' expects {wanted}")
