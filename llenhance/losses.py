@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from llenhance.errors import UserError
+from llenhance.pixels import LUMA
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -56,14 +57,13 @@ def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1.0 - ssim_map.mean()
 
 
-_LUMA = (0.299, 0.587, 0.114)
 TONE_POOL = 4
 
 
 def _sorted_tone(image: torch.Tensor) -> torch.Tensor:
     """Each image's luminance and chroma (max - min of RGB) values, sorted: (N, 2, K)."""
     small = F.avg_pool2d(image, TONE_POOL) if min(image.shape[-2:]) >= TONE_POOL else image
-    luma = (small * small.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(dim=1)
+    luma = (small * small.new_tensor(LUMA).view(1, 3, 1, 1)).sum(dim=1)
     chroma = small.amax(dim=1) - small.amin(dim=1)
     return torch.stack([luma.flatten(1), chroma.flatten(1)], dim=1).sort(dim=-1).values
 

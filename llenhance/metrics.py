@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from llenhance.pixels import LUMA
+
 _WINDOW = 11
 _SIGMA = 1.5
 _C1 = 0.01**2
 _C2 = 0.03**2
-_LUMA = np.array([0.299, 0.587, 0.114])
 
 METRIC_NAMES = ("psnr", "ssim", "mae", "mse")
 
@@ -93,7 +94,7 @@ def ssim(pred: np.ndarray, ref: np.ndarray) -> float:
 
 def mean_luminance(image: np.ndarray) -> float:
     """Mean Rec. 601 luma of an HxWx3 image."""
-    return float((image.astype(np.float64) @ _LUMA).mean())
+    return float((image.astype(np.float64) @ np.array(LUMA)).mean())
 
 
 def match_gt_mean(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:

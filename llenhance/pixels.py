@@ -12,6 +12,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+#: Rec. 601 luma weights of R, G and B: brightness wherever llenhance measures it.
+LUMA = (0.299, 0.587, 0.114)
+
 BAND_ROWS = 256
 """Rows per band where a band is read or written for its own sake (spooling, shrinking)."""
 

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-_LUMA = np.array([0.299, 0.587, 0.114])
+from llenhance.pixels import LUMA
+
 BLACK_PERCENTILE = 2
 TONE_NAMES = ("black", "luma", "chroma")
 TOLERANCE = {"black": (0.8, 1.25), "luma": (0.8, 1.25), "chroma": (0.9, 1.1)}
@@ -38,7 +39,7 @@ class Tone:
 def measure_tone(image: np.ndarray) -> Tone:
     """Tone statistics of an HxWx3 float image in [0, 1]."""
     pixels = image.reshape(-1, image.shape[-1]).astype(np.float64)
-    luma = pixels[:, :3] @ _LUMA
+    luma = pixels[:, :3] @ np.array(LUMA)
     chroma = pixels[:, :3].max(axis=1) - pixels[:, :3].min(axis=1)
     return Tone(
         black=float(np.percentile(luma, BLACK_PERCENTILE)),

@@ -14,12 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llenhance.pixels import RowSource, shrink, to_float
+from llenhance.pixels import LUMA, RowSource, shrink, to_float
 
 THUMBNAIL_SIDE = 64
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 CONTEXT_FEATURES = 3 + 2 + len(QUANTILES)
-_LUMA = (0.299, 0.587, 0.114)
 
 
 def global_context(image: torch.Tensor) -> torch.Tensor:
@@ -30,7 +29,7 @@ def global_context(image: torch.Tensor) -> torch.Tensor:
     """
     n, _, h, w = image.shape
     thumb = F.adaptive_avg_pool2d(image.float(), (min(h, THUMBNAIL_SIDE), min(w, THUMBNAIL_SIDE)))
-    weights = thumb.new_tensor(_LUMA).view(1, 3, 1, 1)
+    weights = thumb.new_tensor(LUMA).view(1, 3, 1, 1)
     luma = (thumb * weights).sum(dim=1).flatten(1)
     quantiles = torch.quantile(luma, luma.new_tensor(QUANTILES), dim=1).T
     return torch.cat(
