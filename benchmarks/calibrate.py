@@ -1,11 +1,13 @@
-"""Fit a model's black point on the ``fit`` part of train and write the calibrated weights.
+"""Fit a model's black point and saturation on the ``fit`` part of train; write the calibrated
+weights.
 
     python -m benchmarks.calibrate --weights weights/unet-res.safetensors \
         --out runs/calibrated.safetensors
 
-Prints mean PSNR for every candidate black point on ``fit`` (the choice) and on ``select``
-(the check); the written file has ``black_point`` in its config and the calibration in its
-training record. Only unet-res takes a black point.
+Prints, for every candidate saturation, the best black point on ``fit`` with its mean PSNR on
+``fit`` (the choice) and on ``select`` (the check); the written file has ``black_point`` and
+``saturation`` in its config and the calibration in its training record. Only unet-res takes
+them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.quality import split
-from llenhance.calibration import fit_black_point
+from llenhance.calibration import fit_calibration
 from llenhance.data import pair_arrays
 from llenhance.evaluation import quantize
 from llenhance.inference import load_enhancer
@@ -39,30 +41,39 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     enhancer = load_enhancer(weights=args.weights, device="cpu")
     if enhancer.info.arch != "unet-res":
-        raise SystemExit(f"{args.weights}: {enhancer.info.arch} takes no black point")
-    if enhancer.info.config.get("black_point"):
+        raise SystemExit(f"{args.weights}: {enhancer.info.arch} takes no calibration")
+    config = enhancer.info.config
+    if config.get("black_point") or config.get("saturation", 1.0) != 1.0:
         raise SystemExit(f"{args.weights}: already calibrated")
-    best, on_fit = fit_black_point(outputs(enhancer, "fit"))
-    _, on_select = fit_black_point(outputs(enhancer, "select"))
-    table = Table(title=f"black point of {args.weights}: chosen on fit, checked on select")
-    for column in ("black point", "fit PSNR", "select PSNR", ""):
+    (black, saturation), on_fit = fit_calibration(outputs(enhancer, "fit"))
+    _, on_select = fit_calibration(outputs(enhancer, "select"))
+    table = Table(title=f"calibration of {args.weights}: chosen on fit, checked on select")
+    for column in ("saturation", "best black point on fit", "fit PSNR", "select PSNR", ""):
         table.add_column(column, justify="right")
-    for b, score in on_fit.items():
+    for s in sorted({s for _, s in on_fit}):
+        best = max((c for c in on_fit if c[1] == s), key=on_fit.get)
+        chosen = "chosen" if best == (black, saturation) else ""
         table.add_row(
-            f"{b:.3f}", f"{score:.3f}", f"{on_select[b]:.3f}", "chosen" if b == best else ""
+            f"{s:.2f}", f"{best[0]:.3f}", f"{on_fit[best]:.3f}", f"{on_select[best]:.3f}", chosen
         )
     Console().print(table)
+    print(f"uncalibrated: fit {on_fit[(0.0, 1.0)]:.3f}, select {on_select[(0.0, 1.0)]:.3f}")
     model, info = load_model(args.weights)
-    config = {**info.config, "black_point": best}
+    config = {**info.config, "black_point": black, "saturation": saturation}
     calibrated = type(model)(**config)
     calibrated.load_state_dict(model.state_dict())
     command = "python -m benchmarks.calibrate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     training = {
         **info.training,
-        "calibration": {"black_point": best, "chosen_on": "fit", "command": command},
+        "calibration": {
+            "black_point": black,
+            "saturation": saturation,
+            "chosen_on": "fit",
+            "command": command,
+        },
     }
     save_weights(args.out, calibrated, WeightsInfo(info.arch, config, training, info.metrics))
-    print(f"wrote {args.out} (black_point {best})")
+    print(f"wrote {args.out} (black_point {black}, saturation {saturation})")
 
 
 if __name__ == "__main__":

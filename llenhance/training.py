@@ -292,7 +292,8 @@ class Trainer:
             [EpochRecord(**r) for r in state["history"]]  # a damaged history fails here
             if saved["epochs"] != config.epochs:
                 self.reporter.note(
-                    f"--epochs {config.epochs}: the run's {saved['epochs']} epochs extended"
+                    f"--epochs {config.epochs}: the run's {saved['epochs']} epochs changed; "
+                    "the learning-rate schedule follows the new length"
                 )
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise UserError(

@@ -83,6 +83,28 @@ def test_resume_rules(tmp_path):
     assert [r.epoch for r in resumed.history] == [1, 2]
 
 
+class _Notes(TrainReporter):
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+def test_resume_with_fewer_epochs_ends_on_the_shortened_schedule(tmp_path):
+    data = make_pairs(tmp_path / "train", 6)
+    straight = train(_config(data, tmp_path / "a", epochs=2))
+    with pytest.raises(TrainingInterrupted):
+        train(_config(data, tmp_path / "b", epochs=8), reporter=_InterruptAt(2))
+    notes = _Notes()
+    resumed = train(_config(data, tmp_path / "b", epochs=2), reporter=notes, resume=True)
+    assert any("8 epochs changed" in n and "schedule" in n for n in notes.notes)
+    assert [r.epoch for r in resumed.history] == [1, 2]
+    # the learning rate anneals to the end of the 2-epoch schedule, not an 8-epoch one
+    assert resumed.history[-1].lr == pytest.approx(straight.history[-1].lr)
+    assert resumed.history[-1].lr < 0.2 * resumed.history[0].lr
+
+
 def test_non_finite_loss_aborts_clearly_and_keeps_weights_finite(tmp_path, monkeypatch):
     data = make_pairs(tmp_path / "train", 4)
 

@@ -17,6 +17,7 @@ from torch import nn
 from llenhance.archs.blocks import FiLM, conv3x3
 from llenhance.archs.context import global_context
 from llenhance.archs.registry import register_arch
+from llenhance.pixels import LUMA
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -87,6 +88,7 @@ class ResUNet(nn.Module):
         norm: str = "batch",
         unshuffle: int = 2,
         black_point: float = 0.0,
+        saturation: float = 1.0,
     ) -> None:
         super().__init__()
         if unshuffle < 1:
@@ -94,7 +96,10 @@ class ResUNet(nn.Module):
         if not 0.0 <= black_point < 0.5:
             raise ValueError(f"black_point must be in [0, 0.5), not {black_point}")
         self.unshuffle = unshuffle
+        if not 0.5 <= saturation <= 2.0:
+            raise ValueError(f"saturation must be in [0.5, 2], not {saturation}")
         self.black_point = black_point
+        self.saturation = saturation
         widths = [width * 2**i for i in range(depth + 1)]
         self.encoders = nn.ModuleList()
         c_prev = 3 * unshuffle**2
@@ -136,4 +141,7 @@ class ResUNet(nn.Module):
         out = torch.sigmoid(h)
         if self.black_point:  # calibrated after training: the sigmoid's blacks sit too high
             out = ((out - self.black_point) / (1.0 - self.black_point)).clamp(0.0, 1.0)
+        if self.saturation != 1.0:  # calibrated too: L1 training leaves colours pale
+            luma = (out * out.new_tensor(LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+            out = (luma + self.saturation * (out - luma)).clamp(0.0, 1.0)
         return out
