@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llenhance.archs import arch_names, count_parameters, create_model, get_arch
+from llenhance.archs import count_parameters, model_names, resolve_model
 from llenhance.defaults import DEFAULT_MODEL
 from llenhance.errors import UserError
 from llenhance.weights import read_info, shipped_path
@@ -26,22 +26,23 @@ class ModelEntry:
 
 
 def list_models() -> list[ModelEntry]:
-    """One entry per registered architecture, with the metrics stored in its shipped weights."""
+    """One entry per model name (architectures and their variants), with the metrics stored in
+    its shipped weights."""
     entries = []
-    for name in sorted(arch_names(), key=lambda n: (n != DEFAULT_MODEL, n)):
-        spec = get_arch(name)
+    for name in sorted(model_names(), key=lambda n: (n != DEFAULT_MODEL, n)):
+        spec, config, description = resolve_model(name)
         path = shipped_path(name)
         info, problem = None, None
         try:  # one damaged file is listed as such, and the other models still are
             info = read_info(path) if path.is_file() else None
-            parameters = count_parameters(create_model(name, **(info.config if info else {})))
+            parameters = count_parameters(spec.build(**(info.config if info else config)))
         except (UserError, TypeError, ValueError, RuntimeError) as exc:
             info, problem = None, str(exc)
-            parameters = count_parameters(create_model(name))
+            parameters = count_parameters(spec.build(**config))
         entries.append(
             ModelEntry(
                 name=name,
-                description=spec.description,
+                description=description,
                 parameters=parameters,
                 weights=str(path) if info else None,
                 metrics=info.metrics if info else {},

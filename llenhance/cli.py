@@ -143,7 +143,7 @@ Overlap = Annotated[
 Model = Annotated[
     str | None,
     typer.Option(
-        help=f"Model (architecture with shipped weights): {', '.join(MODEL_NAMES)}. "
+        help=f"Model (with shipped weights): {', '.join(MODEL_NAMES)}. "
         f"Default: {DEFAULT_MODEL}; 'llenhance models' compares them.",
         show_default=False,
     ),

@@ -9,8 +9,17 @@ tests check that they equal the values the library uses (the architecture regist
 #: 512x512 image in under 1.5 s on a 2-core CPU (numbers in docs/models.md).
 DEFAULT_MODEL = "unet-res"
 
-#: Every registered architecture, the default first (:func:`llenhance.archs.arch_names`).
-MODEL_NAMES = (DEFAULT_MODEL, "cgnet", "dncnn", "histnet", "llid", "mirnet", "se-resnet")
+#: Every model name, the default first (:func:`llenhance.archs.model_names`).
+MODEL_NAMES = (
+    DEFAULT_MODEL,
+    "unet-res-large",
+    "cgnet",
+    "dncnn",
+    "histnet",
+    "llid",
+    "mirnet",
+    "se-resnet",
+)
 
 #: Tile size in pixels for models that do not ask for a smaller one.
 DEFAULT_TILE = 1024

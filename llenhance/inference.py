@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from llenhance.archs import ArchSpec, get_arch
+from llenhance.archs import ArchSpec, get_arch, resolve_model
 from llenhance.catalog import DEFAULT_MODEL
 from llenhance.devices import (
     fuse_batchnorm,
@@ -114,13 +114,14 @@ def load_enhancer(
         exposure = check_exposure(exposure)
     except ValueError as exc:
         raise UserError(f"--exposure: {exc}") from None
-    if model is not None and "/" not in model:
-        get_arch(model)  # an unknown name fails here, with the closest known one suggested
+    arch = None
+    if model is not None and "/" not in model:  # an unknown name fails here, with a suggestion
+        arch = resolve_model(model)[0].name
     if tile is not None and not (isinstance(tile, str) and tile.strip().lower() == "auto"):
         check_overlap(overlap, resolve_tile(tile, torch.device("cpu"), None))  # before loading
     torch_device = resolve_device(device)
     net, info = load_model(weights or model or DEFAULT_MODEL, device=torch_device, offline=offline)
-    if model is not None and "/" not in model and weights is not None and info.arch != model:
+    if arch is not None and weights is not None and info.arch != arch:
         raise UserError(f"{weights}: weights are for '{info.arch}', not --model {model}")
     net = place_model(fuse_batchnorm(net), torch_device)
     on_cuda = torch_device.type == "cuda"

@@ -11,7 +11,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from llenhance import __version__
-from llenhance.archs import count_parameters, get_arch
+from llenhance.archs import count_parameters, get_arch, resolve_model
 from llenhance.checkpoint import load_checkpoint, read_checkpoint_record, save_checkpoint
 from llenhance.curves import write_training_log
 from llenhance.data import build_datasets
@@ -187,10 +187,14 @@ class Trainer:
     def __init__(
         self, config: TrainConfig, reporter: TrainReporter | None = None, resume: bool = False
     ) -> None:
+        spec, variant_config, _ = resolve_model(config.model)  # a variant trains as its arch
+        config = replace(
+            config, model=spec.name, model_config={**variant_config, **config.model_config}
+        )
         self.config = config
         self.dist = DistributedContext.from_env(config.device)
         self.reporter = reporter if reporter is not None and self.dist.is_main else TrainReporter()
-        self.spec = get_arch(config.model).for_config(config.model_config)
+        self.spec = spec.for_config(config.model_config)
         self.out = Path(config.out)
         self.checkpoint_path = self.out / CHECKPOINT_NAME
         self.best_path = self.out / "best.safetensors"

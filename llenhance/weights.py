@@ -150,7 +150,7 @@ def resolve_weights(name_or_path: str | Path, offline: bool | None = None) -> Pa
 
 
 def shipped_path(name: str) -> Path:
-    """Where the shipped weights of architecture ``name`` live."""
+    """Where the shipped weights of model ``name`` (an architecture or a variant) live."""
     return SHIPPED_DIR / f"{name}.safetensors"
 
 

@@ -365,12 +365,12 @@ def test_version_and_help_do_not_import_torch(args):
 
 def test_light_defaults_match_the_library():
     from llenhance import defaults, tiling
-    from llenhance.archs import arch_names
+    from llenhance.archs import model_names
     from llenhance.catalog import DEFAULT_MODEL
     from llenhance.io import write
     from llenhance.training import TrainConfig
 
-    assert sorted(defaults.MODEL_NAMES) == sorted(arch_names())
+    assert sorted(defaults.MODEL_NAMES) == sorted(model_names())
     assert defaults.MODEL_NAMES[0] == DEFAULT_MODEL == defaults.DEFAULT_MODEL
     assert defaults.DEFAULT_TILE == tiling.DEFAULT_TILE
     assert defaults.PNG_COMPRESSION == write.PNG_COMPRESSION

@@ -16,7 +16,10 @@ from llenhance.archs.registry import (
     count_parameters,
     create_model,
     get_arch,
+    model_names,
     register_arch,
+    register_variant,
+    resolve_model,
 )
 
 __all__ = [
@@ -26,5 +29,8 @@ __all__ = [
     "create_model",
     "get_arch",
     "global_context",
+    "model_names",
     "register_arch",
+    "register_variant",
+    "resolve_model",
 ]

@@ -78,6 +78,20 @@ class ArchSpec:
 
 _REGISTRY: dict[str, ArchSpec] = {}
 
+
+@dataclass(frozen=True)
+class ModelVariant:
+    """A named config of an architecture (timm's ``resnet50`` beside ``resnet18``): a model of its
+    own to users, with its own shipped weights, built by its architecture."""
+
+    name: str
+    arch: str
+    config: dict[str, Any]
+    description: str
+
+
+_VARIANTS: dict[str, ModelVariant] = {}
+
 ModelClass = TypeVar("ModelClass", bound=type[nn.Module])
 
 
@@ -127,9 +141,29 @@ def register_arch(
     return decorate
 
 
+def register_variant(name: str, arch: str, *, description: str, **config: Any) -> None:
+    """Register ``name`` as architecture ``arch`` with ``config`` over its defaults."""
+    spec = _REGISTRY[arch]
+    unknown = sorted(set(config) - set(spec.defaults))
+    if unknown or name in _REGISTRY or name in _VARIANTS:
+        raise TypeError(f"variant {name}: name taken or unknown config key(s) {unknown}")
+    _VARIANTS[name] = ModelVariant(name, arch, dict(config), description)
+
+
 def arch_names() -> list[str]:
     """Registered architecture names, in registration order."""
     return list(_REGISTRY)
+
+
+def model_names() -> list[str]:
+    """Every name ``--model`` takes: the architectures, then their named variants."""
+    return [*_REGISTRY, *_VARIANTS]
+
+
+def _unknown(name: str, known: list[str]) -> UserError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return UserError(f"unknown model '{name}'{hint} (known: {', '.join(known)})")
 
 
 def get_arch(name: str) -> ArchSpec:
@@ -137,9 +171,18 @@ def get_arch(name: str) -> ArchSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise UserError(f"unknown model '{name}'{hint} (known: {', '.join(_REGISTRY)})") from None
+        raise _unknown(name, list(_REGISTRY)) from None
+
+
+def resolve_model(name: str) -> tuple[ArchSpec, dict[str, Any], str]:
+    """(architecture spec, config over its defaults, description) of a model name: an
+    architecture (its default config) or a variant; unknown names as in :func:`get_arch`."""
+    if name in _VARIANTS:
+        variant = _VARIANTS[name]
+        return _REGISTRY[variant.arch], dict(variant.config), variant.description
+    if name in _REGISTRY:
+        return _REGISTRY[name], {}, _REGISTRY[name].description
+    raise _unknown(name, model_names())
 
 
 def create_model(name: str, **config: Any) -> nn.Module:

@@ -16,7 +16,7 @@ from torch import nn
 
 from llenhance.archs.blocks import FiLM, conv3x3
 from llenhance.archs.context import global_context
-from llenhance.archs.registry import register_arch
+from llenhance.archs.registry import register_arch, register_variant
 from llenhance.pixels import LUMA
 
 
@@ -145,3 +145,11 @@ class ResUNet(nn.Module):
             luma = (out * out.new_tensor(LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
             out = (luma + self.saturation * (out - luma)).clamp(0.0, 1.0)
         return out
+
+
+register_variant(
+    "unet-res-large",
+    "unet-res",
+    description="unet-res at twice the width: slower, for the best quality (the default's teacher)",
+    width=32,
+)
