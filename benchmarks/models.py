@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks._common import VAL
-from llenhance.archs import arch_names, count_parameters
+from llenhance.archs import count_parameters, model_names
 from llenhance.evaluation import evaluate_enhancer
 from llenhance.inference import load_enhancer
 from llenhance.weights import shipped_path
@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    for name in arch_names():
+    for name in model_names():
         path = shipped_path(name)
         if not path.is_file():
             continue

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks._common import DATA
-from llenhance.archs import arch_names
+from llenhance.archs import model_names
 from llenhance.data import find_photos
 from llenhance.evaluation import quantize
 from llenhance.inference import load_enhancer
@@ -44,7 +44,7 @@ def main() -> None:
     names = (
         args.models.split(",")
         if args.models
-        else [n for n in arch_names() if shipped_path(n).is_file()]
+        else [n for n in model_names() if shipped_path(n).is_file()]
     )
     table = Table(title=f"held-out robustness ({len(photos)} photos, {len(dicm)} DICM)")
     for col in (

@@ -172,14 +172,14 @@ def main() -> None:
         child(model, source, target, None if tile == "default" else int(tile))
         return
 
-    from llenhance.archs import arch_names, get_arch
+    from llenhance.archs import get_arch, model_names, resolve_model
     from llenhance.tiling import default_tile
     from llenhance.weights import read_info, shipped_path
 
     models = (
         args.models.split(",")
         if args.models
-        else [n for n in arch_names() if shipped_path(n).is_file()]
+        else [n for n in model_names() if shipped_path(n).is_file()]
     )
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:
@@ -191,7 +191,11 @@ def main() -> None:
                 make_large(folder, size, args.bits) if size in GENERATED else find_photo(h, w)
             )
         for model in models:
-            arch = read_info(model).arch if model.endswith(".safetensors") else model
+            arch = (
+                read_info(model).arch
+                if model.endswith(".safetensors")
+                else resolve_model(model)[0].name
+            )
             tile = args.tile or default_tile(get_arch(arch))
             title = f"{model}: end to end, fresh process, 2 threads, tile {tile}"
             table = Table(title=f"{title}, {args.format.upper()} output")
