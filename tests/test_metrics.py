@@ -55,3 +55,14 @@ def test_gt_mean_fixes_global_brightness():
     luma = np.array([0.299, 0.587, 0.114])
     assert (fixed @ luma).mean() == pytest.approx((ref @ luma).mean(), rel=1e-3)
     assert psnr(fixed, ref) > psnr(pred, ref) + 10
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_mse_and_mae_match_the_float64_formula(dtype):
+    rng = np.random.default_rng(3)
+    a = (rng.random((37, 23, 3)) * (255 if dtype == np.uint8 else 1)).astype(dtype)
+    b = (rng.random((37, 23, 3)) * (255 if dtype == np.uint8 else 1)).astype(dtype)
+    d = a.astype(np.float64) - b.astype(np.float64)
+    assert mse(a, b) == pytest.approx(np.mean(d**2), rel=1e-12)
+    assert mae(a, b) == pytest.approx(np.mean(np.abs(d)), rel=1e-8)
+    assert mse(a[:, :, 0], b[:, :, 0]) == pytest.approx(np.mean(d[:, :, 0] ** 2), rel=1e-12)
