@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.quality import split
-from llenhance.calibration import fit_calibration
+from llenhance.calibration import BLACK_POINTS, SATURATIONS, fit_calibration
 from llenhance.data import pair_arrays
 from llenhance.evaluation import quantize
 from llenhance.inference import load_enhancer
@@ -58,6 +58,8 @@ def main() -> None:
         )
     Console().print(table)
     print(f"uncalibrated: fit {on_fit[(0.0, 1.0)]:.3f}, select {on_select[(0.0, 1.0)]:.3f}")
+    if black == max(BLACK_POINTS) or saturation == max(SATURATIONS):
+        print("warning: the choice is at the edge of the candidates; widen them")
     model, info = load_model(args.weights)
     config = {**info.config, "black_point": black, "saturation": saturation}
     calibrated = type(model)(**config)

@@ -23,8 +23,8 @@ from llenhance.evaluation import quantize
 from llenhance.metrics import psnr
 from llenhance.pixels import LUMA
 
-BLACK_POINTS = tuple(round(0.005 * i, 3) for i in range(21))  # 0 to 0.1
-SATURATIONS = tuple(round(1.0 + 0.05 * i, 2) for i in range(9))  # 1 to 1.4
+BLACK_POINTS = tuple(round(0.005 * i, 3) for i in range(17))  # 0 to 0.08
+SATURATIONS = tuple(round(1.0 + 0.05 * i, 2) for i in range(7))  # 1 to 1.3
 
 
 def apply_black_point(image: np.ndarray, black: float) -> np.ndarray:
