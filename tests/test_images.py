@@ -826,18 +826,19 @@ def test_png_compression_level_trades_size_and_never_changes_pixels(tmp_path, bi
 
 
 @pytest.mark.parametrize("ext", [".png", ".tif"])
-def test_16bit_colour_is_decoded_by_opencv_alone(tmp_path, ext, monkeypatch):
-    """Pillow would reduce 16-bit colour to 8 bits: its copy is never made next to OpenCV's
-    (a TIFF's metadata needs no pixels; a PNG with EXIF after its pixels would)."""
+def test_16bit_colour_is_decoded_by_libvips_alone(tmp_path, ext, monkeypatch):
+    """Pillow would reduce 16-bit colour to 8 bits: it never opens the file (libvips reads the
+    pixels and the metadata, a TIFF's EXIF by Pillow's parser alone)."""
     from PIL import ImageFile
 
     src = pattern16(h=9, w=11, seed=5)
     assert cv2.imwrite(str(tmp_path / f"in{ext}"), src[..., ::-1])
 
-    def no_pillow_decode(self):
-        raise AssertionError("Pillow decoded the pixels")
+    def no_pillow(*args, **kwargs):
+        raise AssertionError("Pillow opened or decoded the file")
 
-    monkeypatch.setattr(ImageFile.ImageFile, "load", no_pillow_decode)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_pillow)
+    monkeypatch.setattr(Image, "open", no_pillow)
     rgb, info = read_image(tmp_path / f"in{ext}")
     assert info.bit_depth == 16 and np.array_equal(as_u16(rgb), src)
 

@@ -7,8 +7,9 @@ module does not load the others):
   limits, metadata kept, signatures.
 * :mod:`~llenhance.io.files` -- which paths are input images (files, folders, glob patterns).
 * :mod:`~llenhance.io.read` -- :func:`read_image`, :func:`read_rgb`, :func:`spool_image`.
-* :mod:`~llenhance.io.decode` -- the decoding routes: Pillow, OpenCV for 16-bit data, libvips.
-* :mod:`~llenhance.io.decode_bands` -- libvips decoding of large photos a band of rows at a time.
+* :mod:`~llenhance.io.decode` -- which decoder reads a file, and the errors before either does.
+* :mod:`~llenhance.io.decode_vips` -- libvips, a band of rows at a time: every format it loads.
+* :mod:`~llenhance.io.decode_pillow` -- Pillow, whole: BMP and what else libvips cannot load.
 * :mod:`~llenhance.io.limits` -- the pixel limit (decompression-bomb protection), Pillow's too.
 * :mod:`~llenhance.io.metadata` -- :class:`ImageInfo`, EXIF orientation, ICC profiles.
 * :mod:`~llenhance.io.spool` -- :class:`SpooledImage`: pixels kept in a temporary file.

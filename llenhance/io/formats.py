@@ -23,7 +23,7 @@ class Format:
     icc: bool = False  # ICC profile kept when written
     exif: bool = False  # EXIF kept when written
     max_exif: int | None = None  # largest EXIF block kept (bytes)
-    band_decoded: bool = False  # large photos decoded a band of rows at a time by libvips
+    vips_loader: str | None = None  # the libvips loader that decodes it; None: Pillow does
     format_option: bool = False  # offered by ``llenhance enhance --format``
 
 
@@ -37,7 +37,7 @@ FORMATS: tuple[Format, ...] = (
         bit_depths=(8, 16),
         icc=True,
         exif=True,
-        band_decoded=True,
+        vips_loader="pngload",
         format_option=True,
     ),
     Format(
@@ -49,7 +49,7 @@ FORMATS: tuple[Format, ...] = (
         icc=True,
         exif=True,
         max_exif=65533,  # one APP1 segment
-        band_decoded=True,
+        vips_loader="jpegload",
         format_option=True,
     ),
     Format(
@@ -61,7 +61,7 @@ FORMATS: tuple[Format, ...] = (
         bit_depths=(8, 16),
         icc=True,
         exif=True,
-        band_decoded=True,
+        vips_loader="tiffload",
         format_option=True,
     ),
     Format(
@@ -72,11 +72,11 @@ FORMATS: tuple[Format, ...] = (
         max_side=16383,  # width and height are stored in 14 bits
         icc=True,
         exif=True,
-        band_decoded=True,
+        vips_loader="webpload",
         format_option=True,
     ),
-    Format("BMP", "BMP", (".bmp",), (b"BM",)),
-    Format("GIF", "GIF", signatures=(b"GIF8",)),  # read only (first frame)
+    Format("BMP", "BMP", (".bmp",), (b"BM",)),  # libvips has no BMP loader
+    Format("GIF", "GIF", signatures=(b"GIF8",), vips_loader="gifload"),  # read only (first frame)
 )
 
 BY_NAME: dict[str, Format] = {f.name: f for f in FORMATS}
@@ -92,15 +92,21 @@ FORMAT_OPTIONS: dict[str, str] = {
 }
 """``--format`` value -> the extension results get."""
 
-BAND_DECODED = frozenset(f.name for f in FORMATS if f.band_decoded)
-"""Pillow format names whose large files libvips decodes a band at a time."""
+VIPS_LOADED = frozenset(f.name for f in FORMATS if f.vips_loader)
+"""Pillow format names of the formats libvips decodes (every file of them, small or large)."""
+
+
+def identify(head: bytes) -> Format | None:
+    """The format whose signature ``head`` (a file's first bytes) starts with."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return BY_NAME["WEBP"]
+    for f in FORMATS:
+        if any(head.startswith(s) for s in f.signatures):
+            return f
+    return None
 
 
 def sniff(head: bytes) -> str | None:
     """The label of the format whose signature ``head`` (a file's first bytes) starts with."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return BY_NAME["WEBP"].label
-    for f in FORMATS:
-        if any(head.startswith(s) for s in f.signatures):
-            return f.label
-    return None
+    found = identify(head)
+    return None if found is None else found.label

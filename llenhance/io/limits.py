@@ -1,13 +1,13 @@
 """Pillow's pixel limit and ours: how large an image may be before a byte of it is decoded.
 
-:data:`MAX_MEGAPIXELS` is checked against the size in the file header, before pixels are
-decoded. Pillow has its own check with a module-global limit (``Image.MAX_IMAGE_PIXELS``: it
-warns above one limit and refuses above twice that) which also guards allocations inside
-``Image.open`` (e.g. GIF frame disposal) that happen before we see the size. While any of our
-reads is inside Pillow that global is set to our limit (so our setting governs, in both
-directions) and restored when the last one finishes. Pillow's warning (between 1x and 2x the
-limit) is silenced because we then refuse the image ourselves; above 2x Pillow raises and
-:func:`bomb_error` translates its error.
+:data:`MAX_MEGAPIXELS` is checked against the size in the file header (as libvips or Pillow
+reads it), before pixels are decoded. Pillow has its own check with a module-global limit
+(``Image.MAX_IMAGE_PIXELS``: it warns above one limit and refuses above twice that) which also
+guards allocations inside ``Image.open`` (e.g. GIF frame disposal) that happen before we see the
+size. While any of our reads is inside Pillow that global is set to our limit (so our setting
+governs, in both directions) and restored when the last one finishes. Pillow's warning (between
+1x and 2x the limit) is silenced because we then refuse the image ourselves; above 2x Pillow
+raises and :func:`bomb_error` translates its error.
 """
 
 from __future__ import annotations

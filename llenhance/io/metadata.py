@@ -6,7 +6,10 @@ are turned upright by the EXIF orientation as they are read, so the written EXIF
 
 from __future__ import annotations
 
+import os
+import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,15 +52,44 @@ def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def exif_metadata(im: Image.Image) -> tuple[int, bytes | None]:
-    """(orientation, EXIF bytes with Orientation reset to 1). Bad EXIF is ignored, not fatal."""
+def parse_exif(
+    data: bytes | None = None,
+    *,
+    tiff: str | os.PathLike[str] | None = None,
+    xmp: bytes | str | None = None,
+) -> Image.Exif:
+    """EXIF as Pillow's ``getexif`` gives it, without decoding a pixel: parsed from an EXIF block
+    (``data``, with or without its "Exif\\0\\0" prefix) or read from a TIFF file's first
+    directory (``tiff``: all its tags, layout included), with XMP's ``tiff:Orientation`` where
+    the EXIF has no Orientation. Raises on malformed data."""
+    exif = Image.Exif()
+    if data:
+        exif.load(data)
+    elif tiff is not None:
+        with open(tiff, "rb") as f:
+            head = f.read(16)
+            exif.endian = "<" if head[:2] == b"II" else ">"
+            exif.bigtiff = head[2:4] in (b"\x2b\x00", b"\x00\x2b")
+            offset = head[8:16] if exif.bigtiff else head[4:8]
+            exif.load_from_fp(f, int.from_bytes(offset, "little" if exif.endian == "<" else "big"))
+    if _ORIENTATION_TAG not in exif and xmp:
+        pattern = rb'tiff:Orientation(="|>)([0-9])'
+        found = re.search(pattern, xmp if isinstance(xmp, bytes) else xmp.encode())
+        if found:
+            exif[_ORIENTATION_TAG] = int(found[2])
+    return exif
+
+
+def exif_metadata(load: Callable[[], Image.Exif], *, tiff: bool) -> tuple[int, bytes | None]:
+    """(orientation, EXIF bytes with Orientation reset to 1) of the EXIF ``load`` returns; a
+    TIFF's layout tags are left out. Bad EXIF is ignored, not fatal: (1, None)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF; we just drop it
-            exif = im.getexif()
+            exif = load()
         orientation = exif.get(_ORIENTATION_TAG, 1)
         orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
-        if im.format == "TIFF":  # getexif() returns all of IFD0, layout included
+        if tiff:  # a TIFF's first directory holds its layout too
             for tag in list(exif.keys()):
                 if tag in LAYOUT_TAGS:
                     del exif[tag]

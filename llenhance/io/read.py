@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from PIL import Image
 
 from llenhance.errors import UserError, one_line
-from llenhance.io.decode import Pixels, decode, stored_rows, stored_size
+from llenhance.io.decode import Pixels, decode, header_size, stored_rows, stored_size
 from llenhance.io.metadata import ImageInfo, orient, upright_corner
 from llenhance.io.spool import SpooledImage
 from llenhance.pixels import BAND_ROWS, to_float
@@ -42,8 +41,9 @@ def read_image(
     With ``as_float=False`` the pixels stay in their decoded type (uint8, uint16, or float32
     for float sources), a quarter of the memory for 8-bit photos; :func:`to_float` converts.
 
-    Grey images are replicated to three channels; alpha (also from palette transparency) goes to
-    ``info.alpha``. 16-bit and float PNG/TIFF data keep their precision (``bit_depth=16``).
+    Grey images are replicated to three channels; alpha (also from palette or tRNS
+    transparency) goes to ``info.alpha``. 16-bit and float PNG/TIFF data keep their precision
+    (``bit_depth=16``).
     Raises :class:`UserError` for anything wrong with the file.
     """
 
@@ -104,12 +104,9 @@ def spool_image(
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
-    """(width, height) from the file's header without decoding pixels; None if unreadable."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except Exception:  # the real read reports what is wrong
-        return None
+    """(width, height) from the file's header without decoding pixels; None if unreadable
+    (the real read reports what is wrong)."""
+    return header_size(path)
 
 
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
