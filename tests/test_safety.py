@@ -296,7 +296,7 @@ def test_resume_refuses_other_data_and_nothing_to_do(tmp_path):
 
     resumed = train(_config(data, tmp_path / "r", epochs=2), reporter=Notes(), resume=True)
     assert [r.epoch for r in resumed.history] == [1, 2]
-    assert any("extended" in n for n in notes)
+    assert any("epochs changed" in n for n in notes)
 
 
 def test_damaged_checkpoint_record_is_a_user_error(tmp_path):
