@@ -11,10 +11,10 @@ libpng does; measured in docs/performance.md).
 from __future__ import annotations
 
 import struct
-import zlib
 from typing import BinaryIO
 
 import numpy as np
+from zlib_ng import zlib_ng as zlib  # zlib's API and streams, faster (docs/performance.md)
 
 from llenhance.io.encoder import RowEncoder
 

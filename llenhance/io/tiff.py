@@ -12,11 +12,11 @@ header and filled in by :meth:`TiffEncoder.close`, when the strips' places are k
 from __future__ import annotations
 
 import struct
-import zlib
 from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin, TiffTags
+from zlib_ng import zlib_ng as zlib  # zlib's API and streams, faster (docs/performance.md)
 
 from llenhance.io.encoder import RowEncoder
 
