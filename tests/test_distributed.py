@@ -17,6 +17,24 @@ from tests.conftest import make_pairs
 CONFIG = '{"width": 4, "depth": 2, "norm": "none"}'
 
 
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "llenhance",
+        *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
 def test_torchrun_two_processes_equal_one_process(tmp_path):
     data = make_pairs(tmp_path / "train", 8)
     val = make_pairs(tmp_path / "val", 2, seed=40)
@@ -40,23 +58,7 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
         "--seed",
         "3",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "llenhance",
-        "train",
-        *common,
-        "--out",
-        str(tmp_path / "ddp"),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    done = _torchrun("train", *common, "--out", str(tmp_path / "ddp"))
     assert done.stdout.count("training unet-res") == 1  # only rank 0 reports
     assert (tmp_path / "ddp" / "best.safetensors").exists()
 
@@ -88,24 +90,6 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
     initial = create_model("unet-res", **json.loads(CONFIG)).state_dict()
     moved = max(float((b[k] - initial[k]).abs().max()) for k in b if b[k].is_floating_point())
     assert moved > 2e-3  # the runs trained: equal results are not just equal initialisations
-
-
-def _torchrun(*args: str) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "llenhance",
-        *args,
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return done
 
 
 def test_torchrun_enhance_and_eval_shard_by_file(tmp_path, tiny_weights):
