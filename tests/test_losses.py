@@ -14,7 +14,7 @@ def test_parse_weighted_sums():
         parse_loss("x*l1")
 
 
-@pytest.mark.parametrize("name", ["l1", "mse", "charbonnier", "ssim", "tone", "l1+ssim"])
+@pytest.mark.parametrize("name", ["l1", "mse", "charbonnier", "ssim", "tone", "logl1", "l1+ssim"])
 def test_losses_are_zero_for_identical_and_positive_otherwise(name):
     torch.manual_seed(0)
     a = torch.rand(2, 3, 24, 24)
@@ -50,3 +50,16 @@ def test_color_loss_ignores_brightness_but_sees_a_cast():
     assert float(color(target * 0.5, target)) < 1e-6
     cast = target * torch.tensor([1.0, 1.0, 0.6]).view(1, 3, 1, 1)
     assert float(color(cast, target)) > 0.005
+
+
+def test_log_l1_charges_lifted_shadows_more_than_the_same_step_in_highlights():
+    target = torch.full((1, 3, 8, 8), 0.02)
+    bright = torch.full((1, 3, 8, 8), 0.80)
+    loss = build_loss("logl1")
+    shadow_cost = float(loss(target + 0.03, target))
+    highlight_cost = float(loss(bright + 0.03, bright))
+    assert shadow_cost > 10 * highlight_cost
+    assert float(build_loss("l1")(target + 0.03, target)) == pytest.approx(0.03)  # L1: equal
+    pred = torch.zeros(1, 3, 4, 4, requires_grad=True)
+    loss(pred, torch.ones(1, 3, 4, 4)).backward()
+    assert torch.isfinite(pred.grad).all()  # black predictions keep a finite gradient
