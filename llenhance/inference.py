@@ -310,7 +310,8 @@ def enhance_files(
     (:func:`~llenhance.io.read.spool_image`), enhanced a band of rows at a time, and its rows
     are encoded as they come (PNG, TIFF, JPEG) or gathered on disk and encoded at the end
     (WebP from one YUV picture, BMP a band at a time). Memory so holds the decoder's buffers (a
-    band of rows for photos from 16 MP), then tiles and one image-wide band of at most
+    band of rows for the formats libvips reads; the whole photo for BMP and other formats only
+    Pillow reads), then tiles and one image-wide band of at most
     :data:`~llenhance.tiling.BAND_MEGAPIXELS`, and, for WebP, the result's YUV picture (1.5
     bytes a pixel) while it is encoded; it does not grow with the number of images. Up to
     OVERLAP_MAX_MEGAPIXELS, the next photo is decoded and the previous one encoded on
