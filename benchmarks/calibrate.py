@@ -60,7 +60,7 @@ def main() -> None:
     print(f"uncalibrated: fit {on_fit[(0.0, 1.0)]:.3f}, select {on_select[(0.0, 1.0)]:.3f}")
     if black == max(BLACK_POINTS) or saturation == max(SATURATIONS):
         print("warning: the choice is at the edge of the candidates; widen them")
-    model, info = load_model(args.weights)
+    model, info = load_model(args.weights)  # unfused: the enhancer's copy has BN folded in
     config = {**info.config, "black_point": black, "saturation": saturation}
     calibrated = type(model)(**config)
     calibrated.load_state_dict(model.state_dict())

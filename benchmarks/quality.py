@@ -88,8 +88,7 @@ def record(weights: str, out: str, split_name: str, report, count: int) -> None:
         "val_images": count,
         "measured_on": f"sice-pairs/{split_name}",
     }
-    training = {**info.training, "val": f"sice-pairs/{split_name}"}
-    save_weights(out, model, WeightsInfo(info.arch, info.config, training, metrics))
+    save_weights(out, model, WeightsInfo(info.arch, info.config, info.training, metrics))
     print(f"wrote {out} with its {split_name} metrics")
 
 

@@ -55,12 +55,13 @@ def fit_calibration(
         raise ValueError("no pairs to calibrate on")
     scores = {}
     for black in black_points:
+        blacked = [(apply_calibration(out, black), ref) for out, ref in pairs]
         for saturation in saturations:
             scores[(black, saturation)] = float(
                 np.mean(
                     [
-                        psnr(quantize(apply_calibration(out, black, saturation)), ref)
-                        for out, ref in pairs
+                        psnr(quantize(apply_calibration(out, 0.0, saturation)), ref)
+                        for out, ref in blacked
                     ]
                 )
             )

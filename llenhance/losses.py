@@ -8,8 +8,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from llenhance.archs.context import luminance
 from llenhance.errors import UserError
-from llenhance.pixels import LUMA
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -63,7 +63,7 @@ TONE_POOL = 4
 def _sorted_tone(image: torch.Tensor) -> torch.Tensor:
     """Each image's luminance and chroma (max - min of RGB) values, sorted: (N, 2, K)."""
     small = F.avg_pool2d(image, TONE_POOL) if min(image.shape[-2:]) >= TONE_POOL else image
-    luma = (small * small.new_tensor(LUMA).view(1, 3, 1, 1)).sum(dim=1)
+    luma = luminance(small)
     chroma = small.amax(dim=1) - small.amin(dim=1)
     return torch.stack([luma.flatten(1), chroma.flatten(1)], dim=1).sort(dim=-1).values
 

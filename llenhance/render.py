@@ -243,7 +243,8 @@ def problems_table(problems: Sequence[str], title: str) -> Table:
 
 
 def _held_out(val: object) -> str:
-    """The validation folder's last two parts, or the held-out share as the weights say it."""
+    """Where the metrics were measured: the folder's last two parts, or the held-out share of
+    the training data as the weights say it."""
     if not isinstance(val, str):
         return "-"
     return val if " " in val else "/".join(Path(val).parts[-2:])
@@ -272,7 +273,7 @@ def models_table(entries: Sequence[ModelEntry]) -> Table:
             number(m.get("val_psnr"), 2),
             number(m.get("val_ssim"), 4),
             number(m.get("val_mae"), 4),
-            _held_out(e.training.get("val")),
+            _held_out(m.get("measured_on", e.training.get("val"))),
             e.description,
         )
     return table

@@ -405,6 +405,24 @@ def test_models_marks_the_default_and_aligns_decimals():
     assert "23.80" in text and "0.8100" in text and "0.1000" in text
 
 
+def test_models_says_where_the_metrics_were_measured_not_where_the_checkpoint_was_chosen():
+    from rich.console import Console
+
+    from llenhance.catalog import ModelEntry
+    from llenhance.render import models_table
+
+    chosen_on = {"val": "0.15 of data, by scene"}
+    entries = [
+        ModelEntry("unet-res", "u", 1, "w", {"measured_on": "sice-pairs/val"}, chosen_on),
+        ModelEntry("llid", "l", 1, "w", {}, chosen_on),
+    ]
+    console = Console(width=200, record=True)
+    console.print(models_table(entries))
+    rows = {line.split()[1]: line for line in console.export_text().splitlines() if "│" in line}
+    assert "sice-pairs/val" in rows["unet-res*"] and "by scene" not in rows["unet-res*"]
+    assert "0.15 of data, by scene" in rows["llid"]
+
+
 def test_train_holds_out_a_default_split_and_prints_one_table(tmp_path):
     data = make_pairs(tmp_path / "train", 6)
     args = ["train", "--data", data, *TINY_TRAIN_ARGS, "--epochs", "3", "--device", "cpu"]

@@ -21,6 +21,12 @@ QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 CONTEXT_FEATURES = 3 + 2 + len(QUANTILES)
 
 
+def luminance(image: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+    """Rec. 601 luma of an (N, 3, H, W) tensor: the one brightness measure, as :data:`LUMA` is
+    for numpy arrays."""
+    return (image * image.new_tensor(LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=keepdim)
+
+
 def global_context(image: torch.Tensor) -> torch.Tensor:
     """Exposure statistics of ``image`` (N, 3, H, W in [0, 1]) as an (N, CONTEXT_FEATURES) tensor.
 
@@ -29,8 +35,7 @@ def global_context(image: torch.Tensor) -> torch.Tensor:
     """
     n, _, h, w = image.shape
     thumb = F.adaptive_avg_pool2d(image.float(), (min(h, THUMBNAIL_SIDE), min(w, THUMBNAIL_SIDE)))
-    weights = thumb.new_tensor(LUMA).view(1, 3, 1, 1)
-    luma = (thumb * weights).sum(dim=1).flatten(1)
+    luma = luminance(thumb).flatten(1)
     quantiles = torch.quantile(luma, luma.new_tensor(QUANTILES), dim=1).T
     return torch.cat(
         [

@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from llenhance.archs.blocks import FiLM, conv3x3
-from llenhance.archs.context import global_context
+from llenhance.archs.context import global_context, luminance
 from llenhance.archs.registry import register_arch, register_variant
-from llenhance.pixels import LUMA
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -142,7 +141,7 @@ class ResUNet(nn.Module):
         if self.black_point:  # calibrated after training: the sigmoid's blacks sit too high
             out = ((out - self.black_point) / (1.0 - self.black_point)).clamp(0.0, 1.0)
         if self.saturation != 1.0:  # calibrated too: L1 training leaves colours pale
-            luma = (out * out.new_tensor(LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+            luma = luminance(out, keepdim=True)
             out = (luma + self.saturation * (out - luma)).clamp(0.0, 1.0)
         return out
 
