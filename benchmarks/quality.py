@@ -3,6 +3,8 @@
     python -m benchmarks.quality --split select --models unet-res,runs/x/best.safetensors
 
 ``fit`` (the rest of train) measures how much a model gains on scenes it trained on.
+``--darken F`` exposes every low image F times shorter first (in linear light, quantised to 8
+bits again): how a model copes with photos darker than any in the data.
 
 ``select`` is the part of ``sice-pairs/train`` that ``llenhance train --val-split 0.15``
 (seed 0) holds out by scene: every model choice is made on it. ``val`` reports a model that
@@ -18,9 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks._common import TRAIN, VAL
-from llenhance.data import find_pairs, split_pairs
+from llenhance.data import find_pairs, pair_arrays, split_pairs
 from llenhance.evaluation import evaluate_enhancer
 from llenhance.inference import load_enhancer
+from llenhance.pixels import to_uint8
+from llenhance.synthesis import scale_exposure
 from llenhance.tone import tone_ratios
 from llenhance.weights import WeightsInfo, load_model, save_weights
 
@@ -44,18 +48,27 @@ def main() -> None:
     parser.add_argument("--split", default="select")
     parser.add_argument("--models", default="unet-res", help="comma-separated names or paths")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--darken", type=float, default=1.0, help="expose lows F times shorter")
     parser.add_argument(
         "--record",
         default=None,
         help="with one model: write a copy of its weights whose stored metrics are these",
     )
     args = parser.parse_args()
-    if args.record and "," in args.models:
-        raise SystemExit("--record takes one model")
+    if args.record and ("," in args.models or args.darken != 1.0):
+        raise SystemExit("--record takes one model and no --darken")
     torch.set_num_threads(args.threads)
     pairs = split(args.split)
+    if args.darken != 1.0:
+        pairs = [
+            (name, scale_exposure(to_uint8(low), 1.0 / args.darken), high)
+            for name, low, high in pair_arrays(pairs)
+        ]
     headers = ("model", "PSNR", "SSIM", "MAE", "GT-mean gain", "black", "luma", "chroma")
-    table = Table(title=f"{args.split}: {len(pairs)} pairs (black/luma/chroma: pred / reference)")
+    darker = f", lows {args.darken:g}x darker" if args.darken != 1.0 else ""
+    table = Table(
+        title=f"{args.split}{darker}: {len(pairs)} pairs (black/luma/chroma: pred / reference)"
+    )
     for h in headers:
         table.add_column(h, justify="left" if h == "model" else "right")
     for model in args.models.split(","):

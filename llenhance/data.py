@@ -24,12 +24,7 @@ from llenhance.errors import UserError
 from llenhance.io.files import is_image_name
 from llenhance.io.read import read_rgb
 from llenhance.pixels import to_uint8
-from llenhance.synthesis import (
-    SynthesisParams,
-    linear_to_srgb,
-    srgb_to_linear,
-    synthesize_low_light,
-)
+from llenhance.synthesis import SynthesisParams, scale_exposure, synthesize_low_light
 from llenhance.train_config import TrainConfig
 
 T = TypeVar("T", "Pair", Path)
@@ -138,8 +133,11 @@ class PairDataset(Dataset):
         augment: bool = True,
         identity_fraction: float = 0.0,
         exposure_jitter: float = 1.0,
+        darken: float = 1.0,
     ) -> None:
-        self._sampling(patch, context_fn, seed, augment, identity_fraction, exposure_jitter)
+        self._sampling(
+            patch, context_fn, seed, augment, identity_fraction, (exposure_jitter, darken)
+        )
         self.names = [p.name for p in pairs]
         self.lows: list[np.ndarray] = []
         self.highs: list[np.ndarray] = []
@@ -159,15 +157,16 @@ class PairDataset(Dataset):
         seed: int,
         augment: bool,
         identity_fraction: float,
-        exposure_jitter: float,
+        jitter: tuple[float, float],
     ) -> None:
-        """The settings that decide what each (epoch, index) item looks like."""
+        """The settings that decide what each (epoch, index) item looks like. ``jitter`` is
+        (exposure jitter k, extra darkening d): low exposures are scaled by [1/(k d), k]."""
         self.patch = patch
         self.context_fn = context_fn
         self.seed = seed
         self.augment = augment
         self.identity_fraction = identity_fraction
-        self.exposure_jitter = exposure_jitter
+        self.exposure_jitter, self.darken = jitter
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -194,15 +193,18 @@ class PairDataset(Dataset):
         With ``identity_fraction`` some items are (high, high): the net learns to leave a
         well-exposed photo alone. With ``exposure_jitter`` k > 1 the low image's exposure is
         scaled in linear light by a log-uniform factor in [1/k, k]: the same scene, brighter or
-        darker, must map to the same reference.
+        darker, must map to the same reference. ``darken`` d > 1 moves the dark end to 1/(k d),
+        so the net also sees inputs darker than any in the data (whose deep shadows are 8-bit
+        zeros) instead of extrapolating to them.
         """
         low, high, context = self.lows[index], self.highs[index], self.contexts[index]
         if self.identity_fraction and rng.random() < self.identity_fraction:
             low = high
-        elif self.exposure_jitter > 1.0:
-            factor = float(np.exp(rng.uniform(-1.0, 1.0) * np.log(self.exposure_jitter)))
-            linear = srgb_to_linear(low.astype(np.float32) / np.float32(255)) * factor
-            low = to_uint8(linear_to_srgb(linear))
+        elif self.exposure_jitter > 1.0 or self.darken > 1.0:
+            brightest = np.log(self.exposure_jitter)
+            low = scale_exposure(
+                low, float(np.exp(rng.uniform(-brightest - np.log(self.darken), brightest)))
+            )
         else:
             return low, high, context
         if self.context_fn is not None:
@@ -381,9 +383,10 @@ class DistilledDataset(PairDataset):
         context_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
         seed: int = 0,
         exposure_jitter: float = 1.0,
+        darken: float = 1.0,
         max_side: int = DISTILL_MAX_SIDE,
     ) -> None:
-        self._sampling(patch, context_fn, seed, True, 0.0, exposure_jitter)
+        self._sampling(patch, context_fn, seed, True, 0.0, (exposure_jitter, darken))
         self.names = [p.stem for p in photos]
         self.lows, self.highs, self.contexts = [], [], []
         for path in photos:
@@ -420,6 +423,7 @@ def build_datasets(config: TrainConfig, spec: ArchSpec) -> tuple[Dataset, list]:
             seed=config.seed,
             identity_fraction=config.identity_fraction,
             exposure_jitter=config.exposure_jitter,
+            darken=config.darken,
         )
     parts = [dataset]
     if config.photos:
@@ -442,6 +446,7 @@ def build_datasets(config: TrainConfig, spec: ArchSpec) -> tuple[Dataset, list]:
                 spec.context_fn,
                 seed=config.seed,
                 exposure_jitter=config.exposure_jitter,
+                darken=config.darken,
             )
         )
     elif config.teacher:

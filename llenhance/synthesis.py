@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from llenhance.pixels import to_uint8
+
 
 @dataclass(frozen=True)
 class SynthesisParams:
@@ -35,6 +37,13 @@ def srgb_to_linear(image: np.ndarray, gamma: float = 2.2) -> np.ndarray:
 
 def linear_to_srgb(image: np.ndarray, gamma: float = 2.2) -> np.ndarray:
     return np.power(np.clip(image, 0.0, 1.0), 1.0 / gamma)
+
+
+def scale_exposure(image: np.ndarray, factor: float) -> np.ndarray:
+    """An 8-bit sRGB ``image`` as if exposed ``factor`` times as long: scaled in linear light and
+    quantised to 8 bits again, so a darker exposure loses its deep shadows as a camera's would."""
+    linear = srgb_to_linear(image.astype(np.float32) / np.float32(255)) * np.float32(factor)
+    return to_uint8(linear_to_srgb(linear), in_place=True)
 
 
 def synthesize_low_light(

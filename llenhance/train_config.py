@@ -69,6 +69,12 @@ class TrainConfig:
         default=2.0,
         metadata=option("Scale low exposure by up to this factor either way.", min=1.0),
     )
+    darken: float = field(
+        default=1.0,
+        metadata=option(
+            "Extend the jitter's dark end by this factor: inputs darker than the data's.", min=1.0
+        ),
+    )
     init: str | None = field(
         default=None, metadata=option("Start from these weights (fine-tune; same config).")
     )

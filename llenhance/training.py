@@ -151,6 +151,7 @@ def _weights_info(
                 "schedule",
                 "identity_fraction",
                 "exposure_jitter",
+                "darken",
                 "init",
             )
         },

@@ -1,6 +1,7 @@
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -139,6 +140,38 @@ def test_identity_and_exposure_jitter_augmentation(tmp_path):
     assert max(abs(r - 1) for r in ratios) > 0.05  # exposure changed...
     assert all(torch.equal(jittered[i]["high"], plain[i]["high"]) for i in range(4))  # target not
     assert not torch.equal(jittered[0]["context"], plain[0]["context"])  # context follows the input
+
+
+def test_darken_extends_the_jitter_to_darker_inputs_only(tmp_path):
+    from llenhance.data import PairDataset, find_pairs
+    from llenhance.synthesis import srgb_to_linear
+
+    pairs = find_pairs(make_pairs(tmp_path / "d", 4))
+    darkened = PairDataset(pairs, 32, exposure_jitter=1.0, darken=16.0)
+
+    def light(image: np.ndarray) -> float:
+        return float(srgb_to_linear(image / 255.0).mean())
+
+    ratios = [
+        light(darkened.full_pair(i, np.random.default_rng([draw, i]))[0]) / light(darkened.lows[i])
+        for draw in range(10)
+        for i in range(4)
+    ]
+    assert max(ratios) <= 1.01  # never brighter: the jitter's bright end stays at 1
+    assert min(ratios) < 0.25  # ... and much darker than exposure_jitter alone would go
+    assert min(ratios) > 1 / 16 / 1.25  # not beyond 1/(jitter * darken), quantisation aside
+
+
+def test_scale_exposure_acts_in_linear_light_and_requantises():
+    from llenhance.synthesis import scale_exposure, srgb_to_linear
+
+    grey = np.full((2, 2, 3), 200, np.uint8)
+    assert np.array_equal(scale_exposure(grey, 1.0), grey)
+    half = scale_exposure(grey, 0.5)
+    assert half.dtype == np.uint8
+    linear = srgb_to_linear(half / 255.0) / srgb_to_linear(grey / 255.0)
+    assert np.allclose(linear, 0.5, atol=0.01)
+    assert not scale_exposure(np.full((1, 1, 3), 3, np.uint8), 1 / 64).any()  # shadows to 0
 
 
 def test_init_fine_tunes_from_weights_and_checks_the_config(tmp_path):

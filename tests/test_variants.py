@@ -42,7 +42,7 @@ def test_a_variant_has_its_own_shipped_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(weights_module, "SHIPPED_DIR", shipped)
     entries = {e.name: e for e in list_models()}
     assert entries["unet-res-large"].weights == str(shipped / "unet-res-large.safetensors")
-    assert "twice the width" in entries["unet-res-large"].description
+    assert "width 32" in entries["unet-res-large"].description
     assert entries["unet-res"].weights is None
     enhancer = load_enhancer(model="unet-res-large", device="cpu")
     assert enhancer.info.config["width"] == 8
