@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,10 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks._common import VAL
-from llenhance.archs import count_parameters, model_names
+from llenhance.catalog import list_models
 from llenhance.evaluation import evaluate_enhancer
 from llenhance.inference import load_enhancer
-from llenhance.weights import shipped_path
 
 
 def time_512(enhancer, repeats: int = 5) -> float:
@@ -40,17 +40,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    for name in model_names():
-        path = shipped_path(name)
-        if not path.is_file():
+    for entry in list_models():  # parameters as trained (the enhancer's copy has BN folded in)
+        if entry.weights is None:
             continue
+        name, path = entry.name, Path(entry.weights)
         enhancer = load_enhancer(name, device="cpu")
         report = evaluate_enhancer(enhancer, VAL)
         mean = report.mean()
         rows.append(
             (
                 name,
-                count_parameters(enhancer.model),
+                entry.parameters,
                 time_512(enhancer),
                 mean.psnr,
                 mean.ssim,
