@@ -259,7 +259,7 @@ class SyntheticPairDataset(PairDataset):
         augment: bool = True,
         params: SynthesisParams | None = None,
     ) -> None:
-        self._sampling(patch, context_fn, seed, augment, 0.0, 1.0)
+        self._sampling(patch, context_fn, seed, augment, 0.0, (1.0, 1.0))
         self.names = [p.stem for p in photos]
         self.highs = [to_uint8(read_rgb(p)) for p in photos]
         self.lows = self.highs
