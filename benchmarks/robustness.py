@@ -29,7 +29,7 @@ from llenhance.archs import model_names
 from llenhance.data import find_photos
 from llenhance.evaluation import quantize
 from llenhance.inference import load_enhancer
-from llenhance.io.read import read_rgb
+from llenhance.io.read import image_size, read_rgb
 from llenhance.metrics import mean_luminance, psnr, ssim
 from llenhance.pixels import LUMA, to_float
 from llenhance.synthesis import synthesize_low_light
@@ -58,11 +58,10 @@ def main() -> None:
     photos = [read_rgb(p) for p in find_photos(DATA / "photos")[: args.limit]]
     dark = [synthesize_low_light(p, np.random.default_rng([2026, i])) for i, p in enumerate(photos)]
     dicm = [read_rgb(p) for p in find_photos(DATA / "unpaired" / "dicm")[: args.limit]]
-    real = [
-        image
-        for image in (read_rgb(p) for p in find_photos(DATA / "unpaired" / "real-hd"))
-        if max(image.shape[:2]) <= 1920
-    ][: args.limit]
+    up_to_1080p = [
+        p for p in find_photos(DATA / "unpaired" / "real-hd") if max(image_size(p) or (0,)) <= 1920
+    ]
+    real = [read_rgb(p) for p in up_to_1080p[: args.limit]]
     names = (
         args.models.split(",")
         if args.models
