@@ -420,12 +420,14 @@ def _enhance_one(
     ``--compare`` picture)."""
     height, width = source.shape[:2]
     mp = height * width / 1e6
-    output = ImageWriter(job.target, height, width, info, **options)
     compare = job.compare is not None
     factor = max(1, min(height, width) // (COMPARE_SIDE // 2))
     before = shrink(source, factor) if compare else None
     after = Shrinker(factor) if compare else None
     pending: Future | None = None
+    # Nothing between the temporary file's creation and the try: an interrupt there (SIGTERM
+    # arrives as one) would leave the file behind.
+    output = ImageWriter(job.target, height, width, info, **options)
     try:
         callbacks.image_start(job, enhancer.tiles_for(height, width))
         for _, rows in enhancer.bands(

@@ -241,6 +241,40 @@ def test_sigterm_ends_like_ctrl_c(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+def test_an_interrupt_as_the_output_file_opens_removes_it(tmp_path, monkeypatch):
+    """The temporary file is guarded from its first moment, not from when its encoder starts."""
+    from llenhance.io import write as write_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(write_module.os, "fdopen", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            write_module.ImageWriter(tmp_path / "o.png", 4, 4)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupt_before_the_first_band_leaves_no_temporary_file(tmp_path, tiny_weights):
+    """Work done before the first band (here the --compare thumbnail) happens before the
+    output's temporary file exists, so an interrupt there leaves nothing behind."""
+    from llenhance import inference
+    from llenhance.inference import Job, enhance_files, load_enhancer
+
+    write_png(tmp_path / "in.png", darken(scene(32, 32)))
+    enhancer = load_enhancer(weights=tiny_weights, device="cpu")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    job = Job(tmp_path / "in.png", tmp_path / "o.png", compare=tmp_path / "c.png")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inference, "shrink", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            enhance_files([job], enhancer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "tiny.safetensors"]
+
+
 def test_sigterm_during_a_real_run_leaves_no_temporary_file(tmp_path, tiny_weights):
     write_png(tmp_path / "big.png", darken(scene(900, 1200)))
     proc = subprocess.Popen(

@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -172,16 +173,17 @@ class ImageWriter:
         self._options = {"quality": quality, "subsampling": subsampling}
 
         directory = path.parent
+        self._file: BinaryIO | None = None
+        self._encoder: PngEncoder | TiffEncoder | JpegEncoder | None = None
+        self._rows: SpooledImage | None = None
         try:
             fd, self._tmp = _create_temp(directory, path.name, suffix)
         except PermissionError:
             raise UserError(f"{path}: permission denied (cannot write to {directory})") from None
         except OSError as e:
             raise UserError(f"{path}: cannot write file ({one_line(e.strerror or e)})") from None
-        self._file = os.fdopen(fd, "wb")
-        self._encoder: PngEncoder | TiffEncoder | JpegEncoder | None = None
-        self._rows: SpooledImage | None = None
-        with self._aborting():
+        with self._aborting():  # from the file's first moment: an interrupt removes it too
+            self._file = os.fdopen(fd, "wb")
             if fmt == "JPEG":
                 self._encoder = JpegEncoder(
                     self._file,
@@ -256,8 +258,9 @@ class ImageWriter:
         if self._rows is not None:
             self._rows.close()
             self._rows = None
-        with contextlib.suppress(OSError):
-            self._file.close()
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
         with contextlib.suppress(OSError):
             os.unlink(self._tmp)
 
