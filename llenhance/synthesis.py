@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from llenhance.pixels import to_uint8
+from llenhance.pixels import to_float, to_uint8
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def linear_to_srgb(image: np.ndarray, gamma: float = 2.2) -> np.ndarray:
 def scale_exposure(image: np.ndarray, factor: float) -> np.ndarray:
     """An 8-bit sRGB ``image`` as if exposed ``factor`` times as long: scaled in linear light and
     quantised to 8 bits again, so a darker exposure loses its deep shadows as a camera's would."""
-    linear = srgb_to_linear(image.astype(np.float32) / np.float32(255)) * np.float32(factor)
+    linear = srgb_to_linear(to_float(image)) * np.float32(factor)
     return to_uint8(linear_to_srgb(linear), in_place=True)
 
 
@@ -61,7 +61,7 @@ def synthesize_low_light(
     dark = rng.poisson(np.clip(dark, 0, 1) * photons).astype(np.float32) / photons
     dark += rng.normal(0.0, rng.uniform(*p.read_noise), size=dark.shape).astype(np.float32)
     srgb = linear_to_srgb(dark, p.gamma)
-    quantised = np.clip(srgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    quantised = to_uint8(srgb)
     if rng.random() < p.jpeg_probability:
         quality = int(rng.integers(p.jpeg_quality[0], p.jpeg_quality[1] + 1))
         ok, encoded = cv2.imencode(
@@ -69,4 +69,4 @@ def synthesize_low_light(
         )
         if ok:
             quantised = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1]
-    return quantised.astype(np.float32) / 255.0
+    return to_float(quantised)
